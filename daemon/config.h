@@ -1,0 +1,131 @@
+/*
+ * config.h - lmmsd's configuration: embedded defaults, INI files, --set.
+ *
+ * Order of precedence, lowest first: the embedded defaults (every key has
+ * one, so the daemon runs with no file at all), the main file, drop-ins
+ * "<main>.d/NAME.conf" in name order, then --set section.key=value flags.
+ * Durations are stored in milliseconds and take units (ms, s, m, h; a bare
+ * number is seconds); sizes are stored in bytes and take units (B, KiB, MiB,
+ * GiB, also k/K/M/G as powers of 1024).
+ */
+#ifndef LMMS_CONFIG_H
+#define LMMS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define CONFIG_DEFAULT_FILE "/etc/lmms/lmmsd.conf"
+#define CONFIG_MAX_MODULES 256 /* [module NAME] sections */
+#define CONFIG_MAX_ADMIN_UIDS 64
+#define CONFIG_MAX_PRELOAD 64
+#define CONFIG_NAME_MAX 64
+
+typedef enum module_policy {
+	POLICY_UTILITY = 0, /* the five checks */
+	POLICY_CORE, /* never unloaded */
+	POLICY_FEATURE, /* unloaded as soon as refs reach 0 (checks 1-3 apply) */
+} module_policy;
+
+const char *policy_name(module_policy p);
+
+typedef struct config_module {
+	char name[CONFIG_NAME_MAX];
+	module_policy policy;
+	bool has_grace_period;
+	uint64_t grace_period_ms; /* overrides lugs.grace_period when set */
+} config_module;
+
+typedef struct config {
+	struct {
+		char socket[108]; /* "" = the default of DESIGN.md §6 */
+		uint32_t max_connections;
+		uint32_t max_connections_per_uid;
+		uint32_t max_message_bytes;
+		uint32_t max_depth;
+		uint32_t max_elements;
+		uint32_t max_inflight; /* requests in flight per connection */
+		uint32_t max_output_bytes; /* unsent output per connection before reading stops */
+		uint32_t max_result_bytes; /* one op's result */
+		uint64_t idle_timeout_ms; /* 0 = never */
+		uint64_t message_timeout_ms; /* a partly received message must complete in this */
+		int log_level; /* syslog numbering: 3 err .. 7 debug */
+	} server;
+	struct {
+		char module_dir[4096]; /* "" = $LMMS_MODULE_DIR, else the compiled-in dir */
+		char preload[CONFIG_MAX_PRELOAD][CONFIG_NAME_MAX];
+		uint32_t n_preload;
+		uint64_t retry_backoff_ms; /* first retry delay after a failed load */
+		uint64_t retry_backoff_max_ms;
+	} ligs;
+	struct {
+		uint64_t grace_period_ms;
+		uint64_t sweep_interval_ms;
+		uint32_t min_resident;
+		bool keep_while_cached;
+	} lugs;
+	struct {
+		uint32_t warm, hot, critical;
+		uint32_t max_hot_paths;
+		uint64_t decay_interval_ms;
+	} zafp;
+	struct {
+		uint64_t default_ttl_ms;
+		uint64_t max_bytes;
+		uint32_t max_entries;
+		uint64_t expire_interval_ms;
+		uint64_t negative_ttl_ms; /* 0 = module_error answers are not cached */
+	} cache;
+	struct {
+		char admin_group[CONFIG_NAME_MAX]; /* "" = none */
+		uid_t admin_uids[CONFIG_MAX_ADMIN_UIDS];
+		uint32_t n_admin_uids;
+	} access;
+	config_module modules[CONFIG_MAX_MODULES];
+	uint32_t n_modules;
+} config;
+
+/* Fill with the embedded defaults. */
+void config_init_defaults(config *c);
+
+/*
+ * Load: defaults, then path (NULL: CONFIG_DEFAULT_FILE, which may be absent;
+ * an explicit path must exist), its drop-in directory, then the overrides
+ * ("section.key=value" strings). On error returns a negative errno and writes
+ * a message naming file, line and key into err (errlen bytes); *c is then
+ * unspecified, so load into a scratch struct when the old one must survive.
+ */
+int config_load(config *c, const char *path, const char *const *overrides, size_t n_overrides,
+		char *err, size_t errlen);
+
+/* Apply one "section.key=value" (as --set does). Same error contract. */
+int config_set(config *c, const char *assignment, char *err, size_t errlen);
+
+/* The effective configuration in INI form, every key, as --check-config prints it. */
+void config_print(const config *c, FILE *f);
+
+/* Per-module view: the policy and grace period that apply to module name. */
+module_policy config_module_policy(const config *c, const char *name);
+uint64_t config_module_grace_ms(const config *c, const char *name);
+
+/*
+ * Keys that cannot change on reload (server.socket, ligs.module_dir): returns
+ * the number of such keys that differ between old and new and writes their
+ * names, comma separated, into buf.
+ */
+int config_diff_restart_only(const config *old, const config *new_, char *buf, size_t n);
+
+/* Parsers, exposed for tests. Return 0 or -EINVAL/-ERANGE. */
+int config_parse_duration_ms(const char *s, uint64_t *out);
+int config_parse_size(const char *s, uint64_t *out);
+int config_parse_bool(const char *s, bool *out);
+
+/* Iterate every key as (section, key, value-string) in the order of
+ * config_print, for lmms.config. Returns the number of keys. */
+typedef void (*config_visit_fn)(void *ud, const char *section, const char *key,
+				const char *value);
+size_t config_visit(const config *c, config_visit_fn fn, void *ud);
+
+#endif
