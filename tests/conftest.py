@@ -1,0 +1,154 @@
+"""Shared pytest fixtures for the integration tests: a real lmmsd on a
+temporary socket, lmmsctl, and the Python binding.
+
+    def test_x(daemon):
+        d = daemon("--set", "lugs.grace_period=200ms")   # started and ready
+        with d.client() as c:                              # lmms.Client
+            assert c.ping() == "pong"
+        r = d.ctl("stats", "--json")                       # CompletedProcess
+
+Every daemon a test started is stopped at teardown with SIGTERM and must exit
+with status 0; its stderr is kept in a file and printed when the test fails.
+LMMS_BUILD_ROOT (set by meson) points at the build tree.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SOURCE_ROOT = Path(os.environ.get("LMMS_SOURCE_ROOT", Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(SOURCE_ROOT / "client" / "bindings" / "python"))
+
+import lmms  # noqa: E402
+
+
+def build_root():
+    root = os.environ.get("LMMS_BUILD_ROOT")
+    if not root:
+        pytest.fail("LMMS_BUILD_ROOT is not set (run the tests through meson test)")
+    return Path(root)
+
+
+LMMSCTL = "client/lmmsctl"
+LMMSD = "daemon/lmmsd"
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+class Daemon:
+    def __init__(self, tmpdir, args, env=None):
+        root = build_root()
+        self.root = root
+        self.socket = str(tmpdir / "s.sock")
+        self.log_path = tmpdir / "lmmsd.stderr"
+        exe = root / LMMSD
+        if not exe.exists():
+            pytest.fail("%s was not built" % exe)
+        self.argv = [str(exe), "--socket", self.socket,
+                     "--module-dir", str(root / "modules"), *args]
+        e = dict(os.environ)
+        e.pop("LMMS_SOCKET", None)
+        e.update(env or {})
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log, env=e)
+        self.pid = self.proc.pid
+        self.returncode = None
+        self._wait_ready()
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail("lmmsd exited with %d during start-up:\n%s"
+                            % (self.proc.returncode, self.log()))
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(self.socket)
+                return
+            except OSError:
+                time.sleep(0.02)
+            finally:
+                s.close()
+        pytest.fail("lmmsd did not accept on %s within %.0fs:\n%s"
+                    % (self.socket, START_TIMEOUT, self.log()))
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def client(self, timeout=10.0):
+        return lmms.Client(self.socket, timeout=timeout)
+
+    def ctl(self, *args, timeout=30):
+        """Run lmmsctl -s <socket> ARGS; returns the CompletedProcess."""
+        return run_lmmsctl("-s", self.socket, *args, timeout=timeout)
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stop the daemon (by pid) and return its exit status."""
+        if self.returncode is None:
+            if self.proc.poll() is None:
+                os.kill(self.pid, sig)
+                try:
+                    self.proc.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    os.kill(self.pid, signal.SIGKILL)
+                    self.proc.wait()
+                    self.returncode = "hung on stop (SIGKILLed)"
+            if self.returncode is None:
+                self.returncode = self.proc.returncode
+            self._log.close()
+        return self.returncode
+
+
+def run_lmmsctl(*args, timeout=30):
+    exe = build_root() / LMMSCTL
+    return subprocess.run([str(exe), *args], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Attach each daemon's stderr to the report of a failed phase.
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for d in getattr(item, "_lmms_daemons", ()):
+            rep.sections.append(("lmmsd pid %d stderr (%s)" % (d.pid, " ".join(d.argv[1:])),
+                                 d.log()))
+
+
+@pytest.fixture
+def daemon(request, tmp_path_factory):
+    """Factory: daemon(*extra_args, env=None) -> Daemon, started and ready."""
+    started = []
+    request.node._lmms_daemons = started
+
+    def start(*args, env=None):
+        d = Daemon(tmp_path_factory.mktemp("lmmsd"), [str(a) for a in args], env)
+        started.append(d)
+        return d
+
+    yield start
+
+    bad = []
+    for d in started:
+        status = d.stop()
+        if status != 0:
+            bad.append("lmmsd (pid %d) exited with %s" % (d.pid, status))
+    if bad:
+        pytest.fail("; ".join(bad))
+
+
+@pytest.fixture
+def lmmsd(daemon):
+    """One daemon with default settings."""
+    return daemon()
