@@ -503,8 +503,9 @@ static int split_list(const char *v, char items[][CONFIG_NAME_MAX], size_t max, 
 			err_set(err, errlen, "more than %zu entries", max);
 			return -E2BIG;
 		}
+		/* zero-filled, so equal configurations compare equal bytewise */
+		memset(items[n], 0, CONFIG_NAME_MAX);
 		memcpy(items[n], p, len);
-		items[n][len] = '\0';
 		n++;
 		p += len;
 	}
@@ -537,9 +538,10 @@ static int key_apply(void *base, const key_def *k, const char *sec, const char *
 	case KT_BOOL: {
 		bool b;
 		r = config_parse_bool(v, &b);
-		if (r == 0)
-			memcpy(field, &b, sizeof(b));
-		break;
+		if (r < 0)
+			break;
+		memcpy(field, &b, sizeof(b));
+		return 0;
 	}
 	case KT_LOGLEVEL: {
 		int lvl = -1;
@@ -1060,7 +1062,14 @@ static int ctx_handler(void *user, const char *section, const char *name, const 
 		ctx_fail(ctx, -EINVAL);
 		return 0;
 	}
-	r = config_assign(ctx->c, section, name, value ? value : "", ctx->err, ctx->errlen);
+	/* inih keeps the blanks of "[ module x ]"; the header check did not */
+	char sec[CONFIG_NAME_MAX + 16];
+	const char *st = skip_space(section);
+	size_t len = strlen(st);
+	while (len && isspace((unsigned char)st[len - 1]))
+		len--;
+	snprintf(sec, sizeof(sec), "%.*s", (int)len, st);
+	r = config_assign(ctx->c, sec, name, value ? value : "", ctx->err, ctx->errlen);
 	if (r < 0) {
 		ctx_fail(ctx, r);
 		return 0;

@@ -1,0 +1,794 @@
+/*
+ * test-config.c - unit tests of daemon/config.c: value parsers, files,
+ * drop-ins, --set precedence, error messages, print/load round trip, and
+ * that the shipped template (LMMS_CONF_TEMPLATE) equals the embedded defaults.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../daemon/config.h"
+
+static char basedir[512]; /* made once; removed even when a test fails */
+static char tmpdir[1024]; /* one per test under basedir; short, so + a name fits PATH_MAX */
+static char err[1024];
+static config cfg, ref;
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(p);
+}
+
+static void setup_base(void)
+{
+	snprintf(basedir, sizeof(basedir), "%s/lmms-config-XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(basedir));
+}
+
+static void teardown_base(void)
+{
+	nftw(basedir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void setup(void)
+{
+	snprintf(tmpdir, sizeof(tmpdir), "%s/t-XXXXXX", basedir);
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	memset(&cfg, 0xa5, sizeof(cfg));
+	err[0] = '\0';
+}
+
+static void teardown(void)
+{
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Write text to tmpdir/name; returns the full path (static buffer per call site). */
+static const char *write_file(const char *name, const char *text)
+{
+	static char paths[8][PATH_MAX];
+	static int next;
+	char *p = paths[next++ % 8];
+	FILE *f;
+
+	snprintf(p, PATH_MAX, "%s/%s", tmpdir, name);
+	f = fopen(p, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_int_eq(fclose(f), 0);
+	return p;
+}
+
+static void make_dir(const char *name)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/%s", tmpdir, name);
+	ck_assert_int_eq(mkdir(p, 0700), 0);
+}
+
+static int load(const char *path, const char *const *ov, size_t n)
+{
+	return config_load(&cfg, path, ov, n, err, sizeof(err));
+}
+
+/* Load text as lmmsd.conf and expect failure with a message containing want. */
+static void expect_error(const char *text, int code, const char *want)
+{
+	const char *p = write_file("bad.conf", text);
+	int r = load(p, NULL, 0);
+
+	ck_assert_msg(r == code, "expected %d, got %d (%s) for:\n%s", code, r, err, text);
+	ck_assert_msg(strstr(err, want), "message \"%s\" lacks \"%s\"", err, want);
+}
+
+/* --- parsers ---------------------------------------------------------- */
+
+START_TEST(test_duration)
+{
+	static const struct {
+		const char *s;
+		int r;
+		uint64_t ms;
+	} cases[] = {
+		{ "250ms", 0, 250 },
+		{ "30s", 0, 30000 },
+		{ "5m", 0, 300000 },
+		{ "5min", 0, 300000 },
+		{ "1h", 0, 3600000 },
+		{ "1d", 0, 86400000 },
+		{ "1h30m", 0, 5400000 },
+		{ "1m 30s", 0, 90000 },
+		{ "7", 0, 7000 },
+		{ "0", 0, 0 },
+		{ "0ms", 0, 0 },
+		{ " 10s ", 0, 10000 },
+		{ "18446744073709551615ms", 0, UINT64_MAX },
+		{ "18446744073709551616ms", -ERANGE, 0 },
+		{ "18446744073709552s", -ERANGE, 0 },
+		{ "18446744073709551615", -ERANGE, 0 },
+		{ "213503982335d", -ERANGE, 0 },
+		{ "", -EINVAL, 0 },
+		{ "  ", -EINVAL, 0 },
+		{ "abc", -EINVAL, 0 },
+		{ "-1s", -EINVAL, 0 },
+		{ "+1s", -EINVAL, 0 },
+		{ "1.5s", -EINVAL, 0 },
+		{ "10x", -EINVAL, 0 },
+		{ "10 seconds", -EINVAL, 0 },
+		{ "s", -EINVAL, 0 },
+		{ "1s2", -EINVAL, 0 },
+		{ "0x10", -EINVAL, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t v = 12345;
+		int r = config_parse_duration_ms(cases[i].s, &v);
+
+		ck_assert_msg(r == cases[i].r, "\"%s\": got %d want %d", cases[i].s, r, cases[i].r);
+		if (r == 0)
+			ck_assert_msg(v == cases[i].ms, "\"%s\": got %llu", cases[i].s,
+				      (unsigned long long)v);
+		else
+			ck_assert_msg(v == 12345, "\"%s\": output written on error", cases[i].s);
+	}
+	ck_assert_int_eq(config_parse_duration_ms(NULL, NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_size)
+{
+	static const struct {
+		const char *s;
+		int r;
+		uint64_t b;
+	} cases[] = {
+		{ "512B", 0, 512 },
+		{ "512", 0, 512 },
+		{ "0", 0, 0 },
+		{ "64KiB", 0, 65536 },
+		{ "64K", 0, 65536 },
+		{ "64k", 0, 65536 },
+		{ "1MiB", 0, 1048576 },
+		{ "1M", 0, 1048576 },
+		{ "1GiB", 0, 1073741824 },
+		{ "1G", 0, 1073741824 },
+		{ "2 MiB", 0, 2097152 },
+		{ "16777215TiB", 0, 16777215ull << 40 },
+		{ "16777216TiB", -ERANGE, 0 },
+		{ "18446744073709551615", 0, UINT64_MAX },
+		{ "18446744073709551616", -ERANGE, 0 },
+		{ "17179869184GiB", -ERANGE, 0 },
+		{ "", -EINVAL, 0 },
+		{ "MiB", -EINVAL, 0 },
+		{ "1.5MiB", -EINVAL, 0 },
+		{ "-1", -EINVAL, 0 },
+		{ "1MB", -EINVAL, 0 },
+		{ "1 mib", -EINVAL, 0 },
+		{ "1KiBB", -EINVAL, 0 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t v = 777;
+		int r = config_parse_size(cases[i].s, &v);
+
+		ck_assert_msg(r == cases[i].r, "\"%s\": got %d want %d", cases[i].s, r, cases[i].r);
+		if (r == 0)
+			ck_assert_msg(v == cases[i].b, "\"%s\": got %llu", cases[i].s,
+				      (unsigned long long)v);
+	}
+}
+END_TEST
+
+START_TEST(test_bool)
+{
+	const char *t[] = { "true", "yes", "on", "1", "TRUE", "Yes" };
+	const char *f[] = { "false", "no", "off", "0", "False", "OFF" };
+	const char *bad[] = { "", "2", "y", "n", "truee", "enable", " true" };
+	bool b;
+
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		b = false;
+		ck_assert_int_eq(config_parse_bool(t[i], &b), 0);
+		ck_assert(b);
+	}
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+		b = true;
+		ck_assert_int_eq(config_parse_bool(f[i], &b), 0);
+		ck_assert(!b);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(config_parse_bool(bad[i], &b) == -EINVAL, "\"%s\" accepted", bad[i]);
+}
+END_TEST
+
+/* --- defaults ----------------------------------------------------------- */
+
+START_TEST(test_defaults)
+{
+	config_init_defaults(&cfg);
+	ck_assert_str_eq(cfg.server.socket, "");
+	ck_assert_uint_eq(cfg.server.max_connections, 256);
+	ck_assert_uint_eq(cfg.server.max_connections_per_uid, 64);
+	ck_assert_uint_eq(cfg.server.max_message_bytes, 1u << 20);
+	ck_assert_uint_eq(cfg.server.max_depth, 32);
+	ck_assert_uint_eq(cfg.server.max_elements, 65536);
+	ck_assert_uint_eq(cfg.server.max_inflight, 64);
+	ck_assert_uint_eq(cfg.server.max_output_bytes, 4u << 20);
+	ck_assert_uint_eq(cfg.server.max_result_bytes, 1u << 20);
+	ck_assert_uint_eq(cfg.server.idle_timeout_ms, 0);
+	ck_assert_uint_eq(cfg.server.message_timeout_ms, 10000);
+	ck_assert_int_eq(cfg.server.log_level, 6);
+	ck_assert_str_eq(cfg.ligs.module_dir, "");
+	ck_assert_uint_eq(cfg.ligs.n_preload, 0);
+	ck_assert_uint_eq(cfg.ligs.retry_backoff_ms, 1000);
+	ck_assert_uint_eq(cfg.ligs.retry_backoff_max_ms, 60000);
+	ck_assert_uint_eq(cfg.lugs.grace_period_ms, 30000);
+	ck_assert_uint_eq(cfg.lugs.sweep_interval_ms, 5000);
+	ck_assert_uint_eq(cfg.lugs.min_resident, 8);
+	ck_assert(cfg.lugs.keep_while_cached);
+	ck_assert_uint_eq(cfg.zafp.warm, 5);
+	ck_assert_uint_eq(cfg.zafp.hot, 20);
+	ck_assert_uint_eq(cfg.zafp.critical, 100);
+	ck_assert_uint_eq(cfg.zafp.max_hot_paths, 100);
+	ck_assert_uint_eq(cfg.zafp.decay_interval_ms, 60000);
+	ck_assert_uint_eq(cfg.cache.default_ttl_ms, 300000);
+	ck_assert_uint_eq(cfg.cache.max_bytes, 64u << 20);
+	ck_assert_uint_eq(cfg.cache.max_entries, 65536);
+	ck_assert_uint_eq(cfg.cache.expire_interval_ms, 1000);
+	ck_assert_uint_eq(cfg.cache.negative_ttl_ms, 0);
+	ck_assert_str_eq(cfg.access.admin_group, "");
+	ck_assert_uint_eq(cfg.access.n_admin_uids, 0);
+	ck_assert_uint_eq(cfg.n_modules, 0);
+	ck_assert_int_eq(config_module_policy(&cfg, "hash"), POLICY_UTILITY);
+	ck_assert_uint_eq(config_module_grace_ms(&cfg, "hash"), 30000);
+	ck_assert_str_eq(policy_name(POLICY_CORE), "core");
+	ck_assert_str_eq(policy_name(POLICY_UTILITY), "utility");
+	ck_assert_str_eq(policy_name(POLICY_FEATURE), "feature");
+	ck_assert_str_eq(policy_name((module_policy)42), "unknown");
+}
+END_TEST
+
+START_TEST(test_missing_files)
+{
+	char p[PATH_MAX];
+
+	/* an explicit path must exist */
+	snprintf(p, sizeof(p), "%s/nope.conf", tmpdir);
+	ck_assert_int_eq(load(p, NULL, 0), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err, p));
+	/* an empty file is all defaults */
+	ck_assert_int_eq(load(write_file("empty.conf", ""), NULL, 0), 0);
+	config_init_defaults(&ref);
+	ck_assert_int_eq(memcmp(&cfg, &ref, sizeof(cfg)), 0);
+	/* a directory is not a config file */
+	make_dir("dir.conf");
+	snprintf(p, sizeof(p), "%s/dir.conf", tmpdir);
+	ck_assert_int_lt(load(p, NULL, 0), 0);
+	ck_assert_str_ne(err, "");
+}
+END_TEST
+
+/* --- files ------------------------------------------------------------- */
+
+START_TEST(test_file_values)
+{
+	const char *p = write_file("lmmsd.conf",
+				   "; a comment\n"
+				   "# another\n"
+				   "[server]\n"
+				   "socket = /tmp/x y.sock\n"
+				   "max_connections=10\n"
+				   "  max_depth = 2   \n"
+				   "max_message_bytes = 64MiB\n"
+				   "log_level = debug\n"
+				   "idle_timeout = 1h30m ; inline comment\n"
+				   "[ligs]\n"
+				   "module_dir = /opt/lmms/modules\n"
+				   "preload = hash, json  kv,sqlite\n"
+				   "[lugs]\n"
+				   "grace_period = 250ms\r\n"
+				   "keep_while_cached = off\n"
+				   "min_resident = 0\n"
+				   "[cache]\n"
+				   "max_bytes = 0\n"
+				   "[access]\n"
+				   "admin_group = wheel\n"
+				   "admin_uids = 0, 1000,4294967294\n"
+				   "[module hash]\n"
+				   "policy = core\n"
+				   "[module json]\n"
+				   "grace_period = 2m\n"
+				   "[ module kv ]\n"
+				   "policy = feature\n"
+				   "[module hash]\n"
+				   "grace_period = 0\n");
+
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_str_eq(cfg.server.socket, "/tmp/x y.sock");
+	ck_assert_uint_eq(cfg.server.max_connections, 10);
+	ck_assert_uint_eq(cfg.server.max_depth, 2);
+	ck_assert_uint_eq(cfg.server.max_message_bytes, 64u << 20);
+	ck_assert_int_eq(cfg.server.log_level, 7);
+	ck_assert_uint_eq(cfg.server.idle_timeout_ms, 5400000);
+	ck_assert_str_eq(cfg.ligs.module_dir, "/opt/lmms/modules");
+	ck_assert_uint_eq(cfg.ligs.n_preload, 4);
+	ck_assert_str_eq(cfg.ligs.preload[0], "hash");
+	ck_assert_str_eq(cfg.ligs.preload[1], "json");
+	ck_assert_str_eq(cfg.ligs.preload[2], "kv");
+	ck_assert_str_eq(cfg.ligs.preload[3], "sqlite");
+	ck_assert_uint_eq(cfg.lugs.grace_period_ms, 250);
+	ck_assert(!cfg.lugs.keep_while_cached);
+	ck_assert_uint_eq(cfg.lugs.min_resident, 0);
+	ck_assert_uint_eq(cfg.cache.max_bytes, 0);
+	ck_assert_str_eq(cfg.access.admin_group, "wheel");
+	ck_assert_uint_eq(cfg.access.n_admin_uids, 3);
+	ck_assert_uint_eq(cfg.access.admin_uids[0], 0);
+	ck_assert_uint_eq(cfg.access.admin_uids[1], 1000);
+	ck_assert_uint_eq(cfg.access.admin_uids[2], 4294967294u);
+	ck_assert_uint_eq(cfg.n_modules, 3);
+	ck_assert_int_eq(config_module_policy(&cfg, "hash"), POLICY_CORE);
+	ck_assert_uint_eq(config_module_grace_ms(&cfg, "hash"), 0);
+	ck_assert_int_eq(config_module_policy(&cfg, "json"), POLICY_UTILITY);
+	ck_assert_uint_eq(config_module_grace_ms(&cfg, "json"), 120000);
+	ck_assert_int_eq(config_module_policy(&cfg, "kv"), POLICY_FEATURE);
+	ck_assert_uint_eq(config_module_grace_ms(&cfg, "kv"), 250);
+	ck_assert_int_eq(config_module_policy(&cfg, "other"), POLICY_UTILITY);
+
+	/* a later value of the same key wins; log level by number */
+	p = write_file("lmmsd.conf", "[server]\nlog_level = 3\nlog_level = warning\n"
+				     "[server]\nmax_depth = 5\n");
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_int_eq(cfg.server.log_level, 4);
+	ck_assert_uint_eq(cfg.server.max_depth, 5);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/bad.conf:", tmpdir);
+	/* the brief's example, verbatim after the path */
+	expect_error("[server]\n\n[lugs]\n\n\n\n\n\n\n\n\ngrace_period = abc\n", -EINVAL,
+		     "bad.conf:12: [lugs] grace_period: \"abc\" is not a duration (e.g. 250ms, 30s, 5m)");
+	ck_assert_msg(strncmp(err, p, strlen(p)) == 0, "%s does not start with the path", err);
+
+	expect_error("[server]\nmax_depth = 65\n", -ERANGE,
+		     "bad.conf:2: [server] max_depth: \"65\" is out of range (2..64)");
+	expect_error("[server]\nmax_depth = 1\n", -ERANGE, ":2: [server] max_depth:");
+	expect_error("[server]\nmax_message_bytes = 512B\n", -ERANGE,
+		     "[server] max_message_bytes: \"512B\" is out of range (1KiB..64MiB)");
+	expect_error("[server]\nmax_message_bytes = 65MiB\n", -ERANGE, "out of range");
+	expect_error("[server]\nmax_message_bytes = 99999999999999999999\n", -ERANGE,
+		     "is too large");
+	expect_error("[server]\nmax_message_bytes = lots\n", -EINVAL, "is not a size");
+	expect_error("[server]\nmax_connections = -1\n", -EINVAL,
+		     ":2: [server] max_connections: \"-1\" is not a non-negative integer");
+	expect_error("[server]\nmax_connections = 0\n", -ERANGE, "out of range (1..65536)");
+	expect_error("[server]\nmax_connections = 4294967296\n", -ERANGE, "out of range");
+	expect_error("[lugs]\nsweep_interval = 5ms\n", -ERANGE,
+		     "[lugs] sweep_interval: \"5ms\" is out of range (10ms..1h)");
+	expect_error("[lugs]\nkeep_while_cached = maybe\n", -EINVAL, "is not a boolean");
+	expect_error("[server]\nlog_level = loud\n", -EINVAL, "is not a log level");
+	expect_error("[server]\nlog_level = 8\n", -EINVAL, "is not a log level");
+	expect_error("[server]\nnope = 1\n", -ENOENT, "bad.conf:2: [server]: unknown key \"nope\"");
+	expect_error("[server]\n[bogus]\nx = 1\n", -ENOENT, "bad.conf:2: unknown section [bogus]");
+	expect_error("[bogus]\n", -ENOENT, "bad.conf:1: unknown section [bogus]");
+	expect_error("orphan = 1\n[server]\n", -EINVAL, "bad.conf:1: \"orphan\" comes before");
+	expect_error("[server]\nthis line has no equals sign\n", -EINVAL,
+		     "bad.conf:2: syntax error");
+	expect_error("[server\nmax_depth = 3\n", -EINVAL, "bad.conf:1: syntax error");
+	/* the first error is the one reported */
+	expect_error("[server]\nmax_depth = 3\nmax_depth = x\nfoo\nmax_depth = 99\n", -EINVAL,
+		     "bad.conf:3: [server] max_depth");
+	expect_error("[server]\nfoo\nmax_depth = x\n", -EINVAL, "bad.conf:2: syntax error");
+	expect_error("[module hash]\npolicy = always\n", -EINVAL,
+		     "bad.conf:2: [module hash] policy: \"always\" is not a policy");
+	expect_error("[module hash]\nsize = 1\n", -ENOENT, "[module hash]: unknown key \"size\"");
+	expect_error("[module ../etc]\npolicy = core\n", -EINVAL,
+		     "bad.conf:1: [module ../etc]: \"../etc\" is not a valid module name");
+	expect_error("[module a/b]\n", -EINVAL, "not a valid module name");
+	expect_error("[module "
+		     "a123456789012345678901234567890123456789012345678901234567890123]\n",
+		     -EINVAL, "not a valid module name");
+	expect_error("[ligs]\npreload = hash, ../x\n", -EINVAL,
+		     "[ligs] preload: \"../x\" is not a valid module name");
+	expect_error("[ligs]\npreload = hash hash\n", -EINVAL, "\"hash\" is listed twice");
+	expect_error("[ligs]\nmodule_dir = relative/dir\n", -EINVAL, "is not an absolute path");
+	expect_error("[access]\nadmin_uids = 0, root\n", -EINVAL,
+		     "[access] admin_uids: \"root\" is not a numeric uid");
+	expect_error("[access]\nadmin_uids = 4294967295\n", -EINVAL, "is not a numeric uid");
+	expect_error("[access]\nadmin_group = -oops\n", -EINVAL, "is not a valid group name");
+	expect_error("[zafp]\nwarm = 50\n", -EINVAL, "[zafp] warm <= hot <= critical");
+	expect_error("[zafp]\ncritical = 10\n", -EINVAL, "warm <= hot <= critical");
+	expect_error("[ligs]\nretry_backoff = 2m\n", -EINVAL, "retry_backoff");
+	expect_error("[server]\nsocket = "
+		     "/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+		     -ENAMETOOLONG, "[server] socket: value is too long (at most 107 bytes)");
+
+	/* a line longer than inih's buffer is refused, not split */
+	char longline[400];
+	memset(longline, 'x', sizeof(longline));
+	memcpy(longline, "[ligs]\nmodule_dir = /", 21);
+	memcpy(longline + sizeof(longline) - 2, "\n", 2);
+	expect_error(longline, -ENAMETOOLONG, "bad.conf:2: line is too long");
+}
+END_TEST
+
+START_TEST(test_limits_edges)
+{
+	const char *p = write_file("lmmsd.conf", "[server]\n"
+						 "max_message_bytes = 1KiB\n"
+						 "max_depth = 64\n"
+						 "max_connections = 65536\n"
+						 "[lugs]\n"
+						 "sweep_interval = 10ms\n"
+						 "[ligs]\n"
+						 "retry_backoff = 10ms\n"
+						 "retry_backoff_max = 10ms\n"
+						 "[zafp]\n"
+						 "warm = 7\nhot = 7\ncritical = 7\n");
+
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_message_bytes, 1024);
+	ck_assert_uint_eq(cfg.server.max_depth, 64);
+	ck_assert_uint_eq(cfg.server.max_connections, 65536);
+	ck_assert_uint_eq(cfg.lugs.sweep_interval_ms, 10);
+	ck_assert_uint_eq(cfg.zafp.hot, 7);
+}
+END_TEST
+
+/* --- precedence ------------------------------------------------------- */
+
+START_TEST(test_precedence)
+{
+	const char *main_path = write_file("lmmsd.conf", "[lugs]\n"
+							 "grace_period = 1s\n"
+							 "sweep_interval = 1s\n"
+							 "min_resident = 1\n"
+							 "[cache]\nmax_entries = 1\n");
+	make_dir("lmmsd.conf.d");
+	write_file("lmmsd.conf.d/20-b.conf", "[lugs]\nsweep_interval = 3s\nmin_resident = 3\n");
+	write_file("lmmsd.conf.d/10-a.conf", "[lugs]\nsweep_interval = 2s\nmin_resident = 2\n"
+					     "[module hash]\npolicy = feature\n");
+	write_file("lmmsd.conf.d/30-c.conf.disabled", "[lugs]\nmin_resident = 99\n");
+	write_file("lmmsd.conf.d/.hidden.conf", "[lugs]\nmin_resident = 98\n");
+	write_file("lmmsd.conf.d/40-d.conf", "[module hash]\ngrace_period = 9s\n");
+	make_dir("lmmsd.conf.d/50-dir.conf");
+	const char *ov[] = { "lugs.min_resident=7", "module.hash.policy = core",
+			     "cache.max_entries=5", "cache.max_entries=6" };
+
+	ck_assert_msg(load(main_path, ov, 4) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.lugs.grace_period_ms, 1000); /* file only */
+	ck_assert_uint_eq(cfg.lugs.sweep_interval_ms, 3000); /* last drop-in wins */
+	ck_assert_uint_eq(cfg.lugs.min_resident, 7); /* --set beats drop-ins */
+	ck_assert_uint_eq(cfg.cache.max_entries, 6); /* later --set wins */
+	ck_assert_int_eq(config_module_policy(&cfg, "hash"), POLICY_CORE);
+	ck_assert_uint_eq(config_module_grace_ms(&cfg, "hash"), 9000);
+	ck_assert_uint_eq(cfg.n_modules, 1);
+
+	/* an error in a drop-in names the drop-in */
+	write_file("lmmsd.conf.d/35-bad.conf", "[lugs]\n\nmin_resident = many\n");
+	ck_assert_int_eq(load(main_path, NULL, 0), -EINVAL);
+	ck_assert_msg(strstr(err, "lmmsd.conf.d/35-bad.conf:3: [lugs] min_resident"), "%s", err);
+	/* an error in --set names the assignment */
+	ck_assert_int_eq(unlink(write_file("lmmsd.conf.d/35-bad.conf", "")), 0);
+	const char *bad[] = { "lugs.min_resident=many" };
+	ck_assert_int_eq(load(main_path, bad, 1), -EINVAL);
+	ck_assert_msg(strstr(err, "--set lugs.min_resident=many: [lugs] min_resident: \"many\""),
+		      "%s", err);
+}
+END_TEST
+
+START_TEST(test_dropins_without_main)
+{
+	char p[PATH_MAX];
+
+	/* drop-ins of a main file that is absent still count (like systemd) only
+	 * for the default path; an explicit path must exist, so test with an
+	 * existing one and an absent .d directory */
+	snprintf(p, sizeof(p), "%s/x.conf", tmpdir);
+	write_file("x.conf", "[lugs]\nmin_resident = 4\n");
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.lugs.min_resident, 4);
+
+	/* too many drop-ins */
+	make_dir("x.conf.d");
+	for (int i = 0; i < 257; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "x.conf.d/%03d.conf", i);
+		write_file(name, "");
+	}
+	ck_assert_int_eq(load(p, NULL, 0), -E2BIG);
+	ck_assert_ptr_nonnull(strstr(err, "more than 256 drop-in files"));
+}
+END_TEST
+
+/* --- --set -------------------------------------------------------------- */
+
+START_TEST(test_set)
+{
+	config_init_defaults(&cfg);
+	ck_assert_int_eq(config_set(&cfg, "server.max_depth=9", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.server.max_depth, 9);
+	ck_assert_int_eq(config_set(&cfg, " zafp.hot = 30 ", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.zafp.hot, 30);
+	ck_assert_int_eq(config_set(&cfg, "server.socket=", err, sizeof(err)), 0);
+	ck_assert_str_eq(cfg.server.socket, "");
+	ck_assert_int_eq(config_set(&cfg, "server.socket=/run/a=b.sock", err, sizeof(err)), 0);
+	ck_assert_str_eq(cfg.server.socket, "/run/a=b.sock");
+	ck_assert_int_eq(config_set(&cfg, "module.my.mod.policy=core", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_module_policy(&cfg, "my.mod"), POLICY_CORE);
+	ck_assert_int_eq(config_set(&cfg, "module.hash.grace_period=100ms", err, sizeof(err)), 0);
+	ck_assert_uint_eq(config_module_grace_ms(&cfg, "hash"), 100);
+	ck_assert_int_eq(config_module_policy(&cfg, "hash"), POLICY_UTILITY);
+
+	static const struct {
+		const char *a;
+		int r;
+		const char *msg;
+	} bad[] = {
+		{ "server.max_depth", -EINVAL, "expected section.key=value" },
+		{ "max_depth=3", -EINVAL, "expected section.key=value" },
+		{ ".max_depth=3", -EINVAL, "expected section.key=value" },
+		{ "server.=3", -EINVAL, "expected section.key=value" },
+		{ "server.nope=3", -ENOENT, "unknown key \"nope\"" },
+		{ "nope.key=3", -ENOENT, "unknown section [nope]" },
+		{ "module.policy=core", -EINVAL, "expected module.NAME.key=value" },
+		{ "module..policy=core", -EINVAL, "not a valid module name" },
+		{ "module.a/b.policy=core", -EINVAL, "not a valid module name" },
+		{ "module.hash.color=red", -ENOENT, "unknown key \"color\"" },
+		{ "server.max_depth=100", -ERANGE, "out of range" },
+		{ NULL, -EINVAL, "missing" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = config_set(&cfg, bad[i].a, err, sizeof(err));
+		ck_assert_msg(r == bad[i].r, "%s: got %d (%s)", bad[i].a, r, err);
+		ck_assert_msg(strstr(err, bad[i].msg), "%s: \"%s\" lacks \"%s\"", bad[i].a, err,
+			      bad[i].msg);
+	}
+	/* a failed --set leaves the key as it was */
+	ck_assert_uint_eq(cfg.server.max_depth, 9);
+
+	/* more module sections than fit */
+	config_init_defaults(&cfg);
+	for (int i = 0; i < CONFIG_MAX_MODULES; i++) {
+		char a[96];
+		snprintf(a, sizeof(a), "module.m%d.policy=core", i);
+		ck_assert_int_eq(config_set(&cfg, a, err, sizeof(err)), 0);
+	}
+	ck_assert_int_eq(config_set(&cfg, "module.one_more.policy=core", err, sizeof(err)), -E2BIG);
+	ck_assert_int_eq(config_set(&cfg, "module.m7.policy=feature", err, sizeof(err)), 0);
+	ck_assert_uint_eq(cfg.n_modules, CONFIG_MAX_MODULES);
+
+	/* errors are safe with no buffer at all */
+	ck_assert_int_eq(config_set(&cfg, "x", NULL, 0), -EINVAL);
+}
+END_TEST
+
+/* --- print / visit / diff ------------------------------------------- */
+
+static char *print_to_string(const config *c)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&buf, &n);
+
+	ck_assert_ptr_nonnull(f);
+	config_print(c, f);
+	ck_assert_int_eq(fclose(f), 0);
+	return buf;
+}
+
+typedef struct visit_rec {
+	size_t n;
+	char text[16384];
+	size_t off;
+} visit_rec;
+
+static void visit_cb(void *ud, const char *section, const char *key, const char *value)
+{
+	visit_rec *v = ud;
+
+	v->n++;
+	v->off += (size_t)snprintf(v->text + v->off, sizeof(v->text) - v->off, "%s|%s|%s\n",
+				   section, key, value);
+	ck_assert_uint_lt(v->off, sizeof(v->text));
+}
+
+START_TEST(test_round_trip)
+{
+	const char *ov[] = {
+		"server.socket=/run/test dir/s.sock",
+		"server.max_message_bytes=1025B",
+		"server.idle_timeout=90s",
+		"server.message_timeout=1500ms",
+		"server.log_level=notice",
+		"ligs.preload=hash,json",
+		"ligs.module_dir=/opt/m",
+		"lugs.grace_period=2h",
+		"lugs.keep_while_cached=no",
+		"cache.max_bytes=3GiB",
+		"cache.default_ttl=10m",
+		"cache.negative_ttl=45m",
+		"access.admin_uids=5,6,7",
+		"access.admin_group=adm",
+		"module.hash.policy=core",
+		"module.kv.grace_period=1ms",
+		"module.z.policy=feature",
+	};
+	visit_rec *v1 = calloc(1, sizeof(*v1)), *v2 = calloc(1, sizeof(*v2));
+	char *text, *text2;
+	config *back = calloc(1, sizeof(*back));
+
+	ck_assert_msg(load(write_file("empty.conf", ""), ov, sizeof(ov) / sizeof(ov[0])) == 0, "%s",
+		      err);
+	text = print_to_string(&cfg);
+	ck_assert_ptr_nonnull(strstr(text, "[server]\nsocket = /run/test dir/s.sock\n"));
+	ck_assert_ptr_nonnull(strstr(text, "max_message_bytes = 1025B\n"));
+	ck_assert_ptr_nonnull(strstr(text, "idle_timeout = 90s\n"));
+	ck_assert_ptr_nonnull(strstr(text, "message_timeout = 1500ms\n"));
+	ck_assert_ptr_nonnull(strstr(text, "grace_period = 2h\n"));
+	ck_assert_ptr_nonnull(strstr(text, "default_ttl = 10m\n"));
+	ck_assert_ptr_nonnull(strstr(text, "max_bytes = 3GiB\n"));
+	ck_assert_ptr_nonnull(strstr(text, "admin_uids = 5, 6, 7\n"));
+	ck_assert_ptr_nonnull(strstr(text, "[module hash]\npolicy = core\n\n"));
+	ck_assert_ptr_nonnull(strstr(text, "[module kv]\npolicy = utility\ngrace_period = 1ms\n"));
+
+	const char *p = write_file("printed.conf", text);
+	ck_assert_msg(config_load(back, p, NULL, 0, err, sizeof(err)) == 0, "%s\n%s", err, text);
+	for (size_t i = 0; i < sizeof(cfg); i++)
+		ck_assert_msg(((char *)back)[i] == ((char *)&cfg)[i], "differ at offset %zu", i);
+	text2 = print_to_string(back);
+	ck_assert_str_eq(text, text2);
+
+	/* visit: same keys, same order, same values as print */
+	size_t n = config_visit(&cfg, visit_cb, v1);
+	ck_assert_uint_eq(n, v1->n);
+	ck_assert_uint_eq(config_visit(back, visit_cb, v2), n);
+	ck_assert_str_eq(v1->text, v2->text);
+	ck_assert_ptr_nonnull(strstr(v1->text, "server|socket|/run/test dir/s.sock\n"));
+	ck_assert_ptr_nonnull(strstr(v1->text, "module hash|policy|core\n"));
+	ck_assert_ptr_nonnull(strstr(v1->text, "module kv|grace_period|1ms\n"));
+	ck_assert_ptr_null(strstr(v1->text, "module hash|grace_period"));
+	/* 32 top-level keys, plus policy for 3 modules and one grace period */
+	ck_assert_uint_eq(n, 32 + 3 + 1);
+
+	/* the defaults round-trip too */
+	config_init_defaults(&ref);
+	free(text);
+	text = print_to_string(&ref);
+	ck_assert_ptr_nonnull(strstr(text, "[server]\nsocket =\n"));
+	p = write_file("printed.conf", text);
+	ck_assert_msg(config_load(back, p, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(memcmp(back, &ref, sizeof(ref)), 0);
+
+	free(text);
+	free(text2);
+	free(back);
+	free(v1);
+	free(v2);
+}
+END_TEST
+
+START_TEST(test_diff_restart_only)
+{
+	config *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	char buf[256];
+
+	config_init_defaults(a);
+	config_init_defaults(b);
+	ck_assert_int_eq(config_diff_restart_only(a, b, buf, sizeof(buf)), 0);
+	ck_assert_str_eq(buf, "");
+	/* reloadable keys do not count */
+	ck_assert_int_eq(config_set(b, "lugs.grace_period=1s", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_set(b, "module.hash.policy=core", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_diff_restart_only(a, b, buf, sizeof(buf)), 0);
+	ck_assert_int_eq(config_set(b, "ligs.module_dir=/x", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_diff_restart_only(a, b, buf, sizeof(buf)), 1);
+	ck_assert_str_eq(buf, "ligs.module_dir");
+	ck_assert_int_eq(config_set(b, "server.socket=/y", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_diff_restart_only(a, b, buf, sizeof(buf)), 2);
+	ck_assert_str_eq(buf, "server.socket,ligs.module_dir");
+	/* a short buffer truncates, the count stays right */
+	ck_assert_int_eq(config_diff_restart_only(a, b, buf, 8), 2);
+	ck_assert_uint_lt(strlen(buf), 8);
+	ck_assert_int_eq(config_diff_restart_only(a, b, NULL, 0), 2);
+	free(a);
+	free(b);
+}
+END_TEST
+
+/* --- the shipped template ------------------------------------------- */
+
+START_TEST(test_template)
+{
+	const char *tpl = getenv("LMMS_CONF_TEMPLATE");
+	char line[1024], out[PATH_MAX];
+	FILE *in, *o;
+	int keys = 0, sections = 0;
+
+	ck_assert_msg(tpl && *tpl, "LMMS_CONF_TEMPLATE is not set");
+	in = fopen(tpl, "r");
+	ck_assert_msg(in != NULL, "cannot open %s", tpl);
+	snprintf(out, sizeof(out), "%s/uncommented.conf", tmpdir);
+	o = fopen(out, "w");
+	ck_assert_ptr_nonnull(o);
+	/* "#key = value" and "#[section]" are settings; "# prose" is not */
+	while (fgets(line, sizeof(line), in)) {
+		ck_assert_msg(!strchr(line, '@'), "unsubstituted placeholder: %s", line);
+		if (line[0] == '#' && (line[1] == '[' || (line[1] >= 'a' && line[1] <= 'z'))) {
+			fputs(line + 1, o);
+			keys += line[1] != '[';
+		} else {
+			fputs(line, o);
+			sections += line[0] == '[';
+		}
+	}
+	fclose(in);
+	ck_assert_int_eq(fclose(o), 0);
+
+	/* the template as shipped, all commented out, is the defaults */
+	config_init_defaults(&ref);
+	ck_assert_msg(config_load(&cfg, tpl, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(memcmp(&cfg, &ref, sizeof(ref)), 0);
+
+	/* uncommented, it shows every key and each at its default */
+	ck_assert_msg(config_load(&cfg, out, NULL, 0, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(sections, 6);
+	ck_assert_int_eq(keys, 32 + 2); /* + the [module hash] example */
+	ck_assert_uint_eq(cfg.n_modules, 1);
+	ck_assert_str_eq(cfg.modules[0].name, "hash");
+	ck_assert_int_eq(cfg.modules[0].policy, POLICY_CORE);
+	ck_assert(cfg.modules[0].has_grace_period);
+	memset(cfg.modules, 0, sizeof(cfg.modules));
+	cfg.n_modules = 0;
+	ck_assert_msg(memcmp(&cfg, &ref, sizeof(ref)) == 0, "template defaults differ:\n%s\nvs\n%s",
+		      print_to_string(&cfg), print_to_string(&ref));
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("config");
+
+	tcase_add_unchecked_fixture(tc, setup_base, teardown_base);
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_duration);
+	tcase_add_test(tc, test_size);
+	tcase_add_test(tc, test_bool);
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_missing_files);
+	tcase_add_test(tc, test_file_values);
+	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_limits_edges);
+	tcase_add_test(tc, test_precedence);
+	tcase_add_test(tc, test_dropins_without_main);
+	tcase_add_test(tc, test_set);
+	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_diff_restart_only);
+	tcase_add_test(tc, test_template);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(config_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
