@@ -1183,6 +1183,10 @@ int config_load(config *c, const char *path, const char *const *overrides, size_
 	config_init_defaults(c);
 	if (!path)
 		path = CONFIG_DEFAULT_FILE;
+	if (!*path) {
+		err_set(err, errlen, "the configuration file name is empty");
+		return -EINVAL;
+	}
 	r = config_parse_file(c, path, explicit_path, err, errlen);
 	if (r < 0)
 		return r;

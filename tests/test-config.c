@@ -264,6 +264,8 @@ START_TEST(test_missing_files)
 	snprintf(p, sizeof(p), "%s/nope.conf", tmpdir);
 	ck_assert_int_eq(load(p, NULL, 0), -ENOENT);
 	ck_assert_ptr_nonnull(strstr(err, p));
+	ck_assert_int_eq(load("", NULL, 0), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err, "empty"));
 	/* an empty file is all defaults */
 	ck_assert_int_eq(load(write_file("empty.conf", ""), NULL, 0), 0);
 	config_init_defaults(&ref);
