@@ -1,0 +1,69 @@
+/*
+ * call.h - one operation call: the daemon side of the module host API.
+ *
+ * An lmms_call carries the params of one request (a msgpack array the daemon
+ * decoded) and collects the op's result into a daemon-owned msgpack buffer.
+ * The lmms_host table (call_host) is what modules see; every function in it
+ * touches only the call it is given, so a BLOCKING op may use it from a worker
+ * thread while the loop serves other calls.
+ */
+#ifndef LMMS_CALL_H
+#define LMMS_CALL_H
+
+#include <lmms/lmms-module.h>
+#include <msgpack.h>
+#include <stdbool.h>
+
+#include "proto.h"
+
+#define CALL_MAX_RESULT_DEPTH 32
+#define CALL_FAIL_MSG_MAX 256
+
+struct lmms_call {
+	/* params */
+	const msgpack_object *args; /* array elements */
+	uint32_t n_args;
+
+	/* result */
+	msgpack_sbuffer out; /* encoded result value, daemon memory */
+	msgpack_packer pk;
+	size_t max_result_bytes;
+	uint32_t depth; /* open containers */
+	uint32_t pending[CALL_MAX_RESULT_DEPTH]; /* values still owed per container */
+	uint32_t values; /* top-level values written (must end as 1) */
+	int write_error; /* first error from a ret_* call, sticky */
+
+	/* failure reported by fail() */
+	bool failed;
+	lmms_fail_class fail_class;
+	char fail_msg[CALL_FAIL_MSG_MAX];
+
+	/* scratch for arg_msgpack */
+	msgpack_sbuffer scratch;
+
+	const char *module_name; /* for log prefixes */
+};
+
+extern const lmms_host call_host;
+
+/* Prepare c for params (an array object; NULL means no params). */
+void call_init(lmms_call *c, const msgpack_object *params, size_t max_result_bytes,
+	       const char *module_name);
+/* Release buffers. Safe on a zeroed or already-released call. */
+void call_fini(lmms_call *c);
+
+/*
+ * After the op returned rc: decide the outcome. Returns PROTO_OK when the
+ * result is one complete value (then c->out holds it), else the error code
+ * with *msg pointing at a message valid until call_fini:
+ *   fail(PARAMS)          -> PROTO_E_BAD_PARAMS
+ *   fail(MODULE), rc < 0  -> PROTO_E_MODULE_ERROR
+ *   incomplete result, write errors, rc >= 0 with no value -> PROTO_E_MODULE_ERROR
+ *   result over max_result_bytes -> PROTO_E_TOO_LARGE
+ */
+proto_err call_finish(lmms_call *c, int rc, const char **msg);
+
+/* Take ownership of the result bytes (malloc'd); c->out is left empty. */
+char *call_take_result(lmms_call *c, size_t *len);
+
+#endif

@@ -1,0 +1,200 @@
+/*
+ * heat.c - ZAFP: per-op latency histogram and heat, the hot fast-path table
+ * with LRU eviction, and decay.
+ */
+#include "heat.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "registry.h"
+
+const char *heat_level_name(heat_level l)
+{
+	switch (l) {
+	case HEAT_COLD:
+		return "cold";
+	case HEAT_WARM:
+		return "warm";
+	case HEAT_HOT:
+		return "hot";
+	case HEAT_CRITICAL:
+		return "critical";
+	}
+	return "cold";
+}
+
+heat_level heat_level_for(const config *cfg, uint32_t count)
+{
+	if (count >= cfg->zafp.critical)
+		return HEAT_CRITICAL;
+	if (count >= cfg->zafp.hot)
+		return HEAT_HOT;
+	if (count >= cfg->zafp.warm)
+		return HEAT_WARM;
+	return HEAT_COLD;
+}
+
+/* log2 buckets of nanoseconds, each split in two halves: ~41% resolution,
+ * plenty for p50/p99, and a constant-time update. */
+static unsigned hist_bucket(uint64_t ns)
+{
+	uint64_t v = ns | 1;
+	unsigned lz = 63u - (unsigned)__builtin_clzll(v);
+	unsigned sub = lz ? (unsigned)((v >> (lz - 1)) & 1) : 0;
+	unsigned b = lz * 2 + sub;
+
+	return b < HEAT_HIST_BUCKETS ? b : HEAT_HIST_BUCKETS - 1;
+}
+
+/* Upper bound of a bucket in nanoseconds. */
+static uint64_t hist_upper_ns(unsigned b)
+{
+	unsigned lz = b / 2, sub = b % 2;
+	uint64_t base = 1ull << lz;
+
+	if (lz == 0)
+		return 1;
+	return sub ? base * 2 : base + (base >> 1);
+}
+
+uint64_t heat_percentile_us(const op_heat *oh, double pct)
+{
+	uint64_t total = 0, want, seen = 0;
+
+	for (unsigned i = 0; i < HEAT_HIST_BUCKETS; i++)
+		total += oh->hist[i];
+	if (!total)
+		return 0;
+	want = (uint64_t)((double)total * pct / 100.0 + 0.5);
+	if (want < 1)
+		want = 1;
+	for (unsigned i = 0; i < HEAT_HIST_BUCKETS; i++) {
+		seen += oh->hist[i];
+		if (seen >= want)
+			return (hist_upper_ns(i) + 999) / 1000;
+	}
+	return (hist_upper_ns(HEAT_HIST_BUCKETS - 1) + 999) / 1000;
+}
+
+void heat_init(heat *h, const config *cfg)
+{
+	memset(h, 0, sizeof(*h));
+	h->cfg = cfg;
+	h->lru.lru_next = h->lru.lru_prev = &h->lru;
+	hmap_init(&h->table, 0);
+}
+
+static void lru_unlink(fastpath *fp)
+{
+	fp->lru_prev->lru_next = fp->lru_next;
+	fp->lru_next->lru_prev = fp->lru_prev;
+}
+
+static void lru_push_front(heat *h, fastpath *fp)
+{
+	fp->lru_next = h->lru.lru_next;
+	fp->lru_prev = &h->lru;
+	h->lru.lru_next->lru_prev = fp;
+	h->lru.lru_next = fp;
+}
+
+static void fastpath_remove(heat *h, fastpath *fp)
+{
+	op_info *op = fp->op;
+
+	hmap_del(&h->table, op->method, op->method_len);
+	lru_unlink(fp);
+	op->heat.fp = NULL;
+	op->mod->hot_ops--;
+	h->n_paths--;
+	log_debug("zafp: %s lost its fast path", op->method);
+	free(fp);
+}
+
+void heat_fini(heat *h)
+{
+	while (h->lru.lru_next != &h->lru)
+		fastpath_remove(h, h->lru.lru_next);
+	hmap_fini(&h->table);
+}
+
+static void fastpath_add(heat *h, op_info *op, uint64_t now_ms)
+{
+	fastpath *fp;
+
+	if (!h->cfg->zafp.max_hot_paths || !module_callable(op->mod))
+		return;
+	while (h->n_paths >= h->cfg->zafp.max_hot_paths) {
+		h->evictions++;
+		fastpath_remove(h, h->lru.lru_prev);
+	}
+	fp = calloc(1, sizeof(*fp));
+	if (!fp)
+		return;
+	fp->op = op;
+	fp->last_hit_ms = now_ms;
+	if (hmap_put(&h->table, op->method, op->method_len, fp) < 0) {
+		free(fp);
+		return;
+	}
+	lru_push_front(h, fp);
+	op->heat.fp = fp;
+	op->mod->hot_ops++;
+	h->n_paths++;
+	log_debug("zafp: %s is hot, fast path added", op->method);
+}
+
+fastpath *heat_lookup(heat *h, const char *method, uint32_t len, uint64_t now_ms)
+{
+	fastpath *fp;
+
+	if (!h->n_paths)
+		return NULL;
+	fp = hmap_get(&h->table, method, len);
+	if (!fp)
+		return NULL;
+	h->hits++;
+	fp->last_hit_ms = now_ms;
+	if (h->lru.lru_next != fp) {
+		lru_unlink(fp);
+		lru_push_front(h, fp);
+	}
+	return fp;
+}
+
+void heat_record(heat *h, op_info *op, uint64_t ns, uint64_t now_ms)
+{
+	op_heat *oh = &op->heat;
+
+	oh->calls++;
+	oh->total_ns += ns;
+	oh->hist[hist_bucket(ns)]++;
+	oh->last_call_ms = now_ms;
+	if (oh->count < UINT32_MAX)
+		oh->count++;
+	oh->level = heat_level_for(h->cfg, oh->count);
+	if (oh->level >= HEAT_HOT && !oh->fp)
+		fastpath_add(h, op, now_ms);
+}
+
+void heat_decay(heat *h, op_info *const *ops, uint32_t n_ops)
+{
+	for (uint32_t i = 0; i < n_ops; i++) {
+		op_heat *oh = &ops[i]->heat;
+
+		oh->count /= 2;
+		oh->level = heat_level_for(h->cfg, oh->count);
+		if (oh->fp && oh->level < HEAT_HOT)
+			fastpath_remove(h, oh->fp);
+	}
+}
+
+void heat_forget_module(heat *h, module *m)
+{
+	for (uint32_t i = 0; i < m->n_ops; i++)
+		if (m->ops[i]->heat.fp)
+			fastpath_remove(h, m->ops[i]->heat.fp);
+}

@@ -1,0 +1,86 @@
+/*
+ * heat.h - ZAFP: per-op metrics, heat levels and the hot fast path.
+ *
+ * Every call records its duration and bumps its op's heat count. The count
+ * decides the level (cold < warm < hot < critical, thresholds from [zafp]);
+ * at hot an op gets a fast-path entry: a slot in a small table keyed by the
+ * method bytes as they arrive on the wire, holding the op's function, its
+ * module and the module's state, so dispatch skips method splitting, the
+ * registry lookup and the load checks. Its module is protected from LUGS
+ * while any of its ops has an entry. A decay timer halves counts so paths
+ * that went quiet cool down and lose entry and protection.
+ *
+ * Safety: entries are only created, used and removed on the loop thread, and
+ * registry_unload calls heat_forget_module before it runs fini, so no entry
+ * can outlive the code it points at.
+ */
+#ifndef LMMS_HEAT_H
+#define LMMS_HEAT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hmap.h"
+
+#define HEAT_HIST_BUCKETS 64
+
+typedef enum heat_level {
+	HEAT_COLD = 0,
+	HEAT_WARM,
+	HEAT_HOT,
+	HEAT_CRITICAL,
+} heat_level;
+
+const char *heat_level_name(heat_level l);
+
+struct op_info;
+struct module;
+struct config;
+
+typedef struct fastpath {
+	struct op_info *op;
+	uint64_t last_hit_ms; /* for LRU eviction */
+	struct fastpath *lru_prev, *lru_next;
+} fastpath;
+
+typedef struct op_heat {
+	uint64_t calls; /* since the daemon started */
+	uint64_t total_ns;
+	uint64_t last_call_ms;
+	uint32_t hist[HEAT_HIST_BUCKETS]; /* durations, log2 buckets with 2 sub-buckets */
+	uint32_t count; /* decaying count that decides the level */
+	heat_level level;
+	fastpath *fp; /* non-NULL while the op has a fast-path entry */
+} op_heat;
+
+typedef struct heat {
+	const struct config *cfg;
+	hmap table; /* method bytes -> fastpath */
+	fastpath lru; /* sentinel: lru.next is the most recently used */
+	uint32_t n_paths;
+	uint64_t hits; /* zafp_hits */
+	uint64_t evictions;
+} heat;
+
+void heat_init(heat *h, const struct config *cfg);
+void heat_fini(heat *h);
+
+/* The fast-path entry for these method bytes, or NULL. Counts a hit. */
+fastpath *heat_lookup(heat *h, const char *method, uint32_t len, uint64_t now_ms);
+
+/* Record one finished call of op taking ns; may promote it to a fast path. */
+void heat_record(heat *h, struct op_info *op, uint64_t ns, uint64_t now_ms);
+
+/* Age every count (the decay timer); demotes ops that cooled. */
+void heat_decay(heat *h, struct op_info *const *ops, uint32_t n_ops);
+
+/* Drop every entry of module m (before it is unloaded). */
+void heat_forget_module(heat *h, struct module *m);
+
+/* Recompute every op's level (after a reload changed thresholds). */
+heat_level heat_level_for(const struct config *cfg, uint32_t count);
+
+/* Latency percentile (0..100) from the histogram, in microseconds. */
+uint64_t heat_percentile_us(const op_heat *oh, double pct);
+
+#endif

@@ -1,0 +1,587 @@
+/*
+ * registry.c - LIGS: module directory listing, lazy dlopen, ABI checks,
+ * learned op tables, unload with RTLD_NOLOAD verification.
+ */
+#include "registry.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "call.h"
+#include "log.h"
+#include "util.h"
+
+/* A v1 descriptor must at least reach the end of can_unload. */
+#define DESC_MIN_SIZE (offsetof(lmms_module_desc, can_unload) + sizeof(void *))
+#define OP_MIN_SIZE (offsetof(lmms_op, cache_ttl_ms) + sizeof(uint32_t))
+
+/* How often a miss may trigger a directory rescan. */
+#define RESCAN_MIN_INTERVAL_MS 1000
+
+const char *module_state_name(module_state s)
+{
+	switch (s) {
+	case MOD_UNLOADED:
+		return "unloaded";
+	case MOD_LOADED:
+		return "loaded";
+	case MOD_PINNED:
+		return "pinned";
+	case MOD_FAILED:
+		return "failed";
+	}
+	return "unknown";
+}
+
+const char *lugs_check_name(lugs_check c)
+{
+	static const char *const names[LUGS_CHECK_MAX] = {
+		[LUGS_REFS] = "refs",
+		[LUGS_PROTECTED] = "protected",
+		[LUGS_CACHED] = "cached",
+		[LUGS_GRACE] = "grace",
+		[LUGS_MIN_RESIDENT] = "min_resident",
+		[LUGS_VETO] = "veto",
+	};
+	return (unsigned)c < LUGS_CHECK_MAX ? names[c] : "unknown";
+}
+
+int64_t rss_bytes(void)
+{
+	char buf[128];
+	long size = 0, resident = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
+		return -EIO;
+	return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+/* Module names become file names and method prefixes: keep them boring. */
+static bool module_name_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > MODULE_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+			return false;
+	}
+	return true;
+}
+
+static bool op_name_valid(const char *s)
+{
+	size_t n = strnlen(s, OP_NAME_MAX + 1);
+
+	if (n == 0 || n > OP_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+			return false;
+	}
+	return true;
+}
+
+static int module_cmp(const void *a, const void *b)
+{
+	return strcmp((*(module *const *)a)->name, (*(module *const *)b)->name);
+}
+
+static module *module_new(registry *r, const char *name, size_t len)
+{
+	module *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->reg = r;
+	memcpy(m->name, name, len);
+	m->name[len] = '\0';
+	m->name_len = (uint32_t)len;
+	if (asprintf(&m->path, "%s/%s.so", r->dir, m->name) < 0) {
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+static void module_free(module *m)
+{
+	for (uint32_t i = 0; i < m->n_ops; i++) {
+		free(m->ops[i]->method);
+		free(m->ops[i]);
+	}
+	free(m->ops);
+	free(m->path);
+	free(m);
+}
+
+int registry_init(registry *r, const char *dir, const config *cfg)
+{
+	memset(r, 0, sizeof(*r));
+	if (strlen(dir) >= sizeof(r->dir))
+		return -ENAMETOOLONG;
+	strcpy(r->dir, dir);
+	r->cfg = cfg;
+	hmap_init(&r->by_name, REGISTRY_MAX_MODULES);
+	hmap_init(&r->ops, REGISTRY_MAX_MODULES * MODULE_MAX_OPS);
+	return registry_scan(r);
+}
+
+void registry_fini(registry *r)
+{
+	for (uint32_t i = 0; i < r->n_mods; i++) {
+		module *m = r->mods[i];
+
+		if (m->handle)
+			registry_unload(r, m, NULL);
+	}
+	for (uint32_t i = 0; i < r->n_mods; i++)
+		module_free(r->mods[i]);
+	hmap_fini(&r->by_name);
+	hmap_fini(&r->ops);
+	memset(r, 0, sizeof(*r));
+}
+
+int registry_scan(registry *r)
+{
+	struct stat st;
+	struct dirent *de;
+	DIR *dir;
+	bool added = false;
+
+	dir = opendir(r->dir);
+	if (!dir) {
+		int e = -errno;
+
+		log_warn("module directory %s: %s", r->dir, strerror(errno));
+		return e;
+	}
+	if (fstat(dirfd(dir), &st) == 0)
+		r->dir_mtime_ns = st.st_mtim.tv_sec * 1000000000L + st.st_mtim.tv_nsec;
+	r->last_scan_ms = now_ms();
+
+	while ((de = readdir(dir))) {
+		size_t len = strlen(de->d_name);
+		module *m;
+
+		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+			continue;
+		len -= 3;
+		if (!module_name_valid(de->d_name, len)) {
+			log_debug("module directory: ignoring %s (not a valid module name)",
+				  de->d_name);
+			continue;
+		}
+		if (hmap_get(&r->by_name, de->d_name, len))
+			continue;
+		if (r->n_mods >= REGISTRY_MAX_MODULES) {
+			log_warn("module directory: more than %d modules, ignoring %s",
+				 REGISTRY_MAX_MODULES, de->d_name);
+			continue;
+		}
+		m = module_new(r, de->d_name, len);
+		if (!m || hmap_put(&r->by_name, m->name, m->name_len, m) < 0) {
+			if (m)
+				module_free(m);
+			closedir(dir);
+			return -ENOMEM;
+		}
+		r->mods[r->n_mods++] = m;
+		added = true;
+	}
+	closedir(dir);
+	if (added)
+		qsort(r->mods, r->n_mods, sizeof(r->mods[0]), module_cmp);
+	return 0;
+}
+
+static bool registry_dir_changed(registry *r)
+{
+	struct stat st;
+
+	if (stat(r->dir, &st) < 0)
+		return false;
+	return st.st_mtim.tv_sec * 1000000000L + st.st_mtim.tv_nsec != r->dir_mtime_ns;
+}
+
+module *registry_find(registry *r, const char *name, size_t len)
+{
+	module *m = hmap_get(&r->by_name, name, len);
+
+	if (m || !module_name_valid(name, len))
+		return m;
+	/* Rate-limited so a client asking for nonexistent modules in a loop
+	 * cannot turn every call into a directory walk. */
+	if (now_ms() - r->last_scan_ms < RESCAN_MIN_INTERVAL_MS || !registry_dir_changed(r))
+		return NULL;
+	registry_scan(r);
+	return hmap_get(&r->by_name, name, len);
+}
+
+op_info *registry_find_op(registry *r, const char *method, size_t len)
+{
+	return hmap_get(&r->ops, method, len);
+}
+
+/*
+ * A module is code that runs inside the daemon: refuse one that anybody but
+ * root or our own uid could have replaced.
+ */
+static int module_check_file(module *m)
+{
+	struct stat st;
+	uid_t me = geteuid();
+
+	if (stat(m->reg->dir, &st) < 0) {
+		snprintf(m->error, sizeof(m->error), "module directory %.160s: %s", m->reg->dir,
+			 strerror(errno));
+		return -EIO;
+	}
+	if ((st.st_uid != 0 && st.st_uid != me) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(m->error, sizeof(m->error),
+			 "module directory %.160s is writable by others than root or uid %u",
+			 m->reg->dir, (unsigned)me);
+		return -EPERM;
+	}
+	if (stat(m->path, &st) < 0) {
+		snprintf(m->error, sizeof(m->error), "%.180s: %s", m->path, strerror(errno));
+		return -EIO;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(m->error, sizeof(m->error), "%.200s is not a regular file", m->path);
+		return -EPERM;
+	}
+	if ((st.st_uid != 0 && st.st_uid != me) || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(m->error, sizeof(m->error),
+			 "%.150s is writable by others than root or uid %u: refusing to load it",
+			 m->path, (unsigned)me);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* Does the object carry DF_1_NODELETE (linked with -z nodelete)? */
+static bool module_has_nodelete(void *handle)
+{
+	struct link_map *lm = NULL;
+
+	if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) < 0 || !lm || !lm->l_ld)
+		return false;
+	for (const ElfW(Dyn) *d = lm->l_ld; d->d_tag != DT_NULL; d++)
+		if (d->d_tag == DT_FLAGS_1 && (d->d_un.d_val & DF_1_NODELETE))
+			return true;
+	return false;
+}
+
+static op_info *module_op_by_name(module *m, const char *name)
+{
+	for (uint32_t i = 0; i < m->n_ops; i++)
+		if (strcmp(m->ops[i]->name, name) == 0)
+			return m->ops[i];
+	return NULL;
+}
+
+/*
+ * Validate the op table and merge it into what we know. Metrics of ops that
+ * still exist are kept across reloads; ops the module stopped declaring are
+ * marked gone (calls get no_such_method).
+ */
+static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
+{
+	const char *base = (const char *)d->ops;
+
+	if (d->n_ops > MODULE_MAX_OPS) {
+		snprintf(m->error, sizeof(m->error), "declares %u ops (at most %d)", d->n_ops,
+			 MODULE_MAX_OPS);
+		return -ENOEXEC;
+	}
+	if (d->n_ops && (!d->ops || d->op_size < OP_MIN_SIZE)) {
+		snprintf(m->error, sizeof(m->error), "bad op table (op_size %u)", d->op_size);
+		return -ENOEXEC;
+	}
+	for (uint32_t i = 0; i < d->n_ops; i++) {
+		const lmms_op *o = (const lmms_op *)(base + (size_t)i * d->op_size);
+
+		if (!o->name || !op_name_valid(o->name) || !o->fn) {
+			snprintf(m->error, sizeof(m->error), "op %u has no valid name or function",
+				 i);
+			return -ENOEXEC;
+		}
+		for (uint32_t j = 0; j < i; j++)
+			if (!strcmp(((const lmms_op *)(base + (size_t)j * d->op_size))->name,
+				    o->name)) {
+				snprintf(m->error, sizeof(m->error), "op %s declared twice",
+					 o->name);
+				return -ENOEXEC;
+			}
+	}
+
+	for (uint32_t i = 0; i < m->n_ops; i++) {
+		m->ops[i]->fn = NULL;
+		m->ops[i]->gone = true;
+	}
+	for (uint32_t i = 0; i < d->n_ops; i++) {
+		const lmms_op *o = (const lmms_op *)(base + (size_t)i * d->op_size);
+		op_info *op = module_op_by_name(m, o->name);
+
+		if (!op) {
+			op_info **ops;
+
+			if (m->n_ops >= MODULE_MAX_OPS)
+				return -ENOSPC; /* only a module growing across reloads gets here */
+			ops = realloc(m->ops, (m->n_ops + 1) * sizeof(*ops));
+			if (!ops)
+				return -ENOMEM;
+			m->ops = ops;
+			op = calloc(1, sizeof(*op));
+			if (!op)
+				return -ENOMEM;
+			if (asprintf(&op->method, "%s.%s", m->name, o->name) < 0) {
+				free(op);
+				return -ENOMEM;
+			}
+			op->method_len = (uint32_t)strlen(op->method);
+			op->name = op->method + m->name_len + 1;
+			op->mod = m;
+			if (hmap_put(&r->ops, op->method, op->method_len, op) < 0) {
+				free(op->method);
+				free(op);
+				return -ENOMEM;
+			}
+			m->ops[m->n_ops++] = op;
+		}
+		op->gone = false;
+		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
+		op->cache_ttl_ms = o->cache_ttl_ms;
+	}
+	m->ops_known = true;
+	return 0;
+}
+
+static void module_set_ops_callable(module *m, bool on)
+{
+	const char *base = (const char *)m->desc.ops;
+
+	for (uint32_t i = 0; i < m->n_ops; i++)
+		m->ops[i]->fn = NULL;
+	if (!on)
+		return;
+	for (uint32_t i = 0; i < m->desc.n_ops; i++) {
+		const lmms_op *o = (const lmms_op *)(base + (size_t)i * m->desc.op_size);
+		op_info *op = module_op_by_name(m, o->name);
+
+		if (op)
+			op->fn = o->fn;
+	}
+}
+
+static void module_load_failed(registry *r, module *m, int err)
+{
+	uint64_t base = r->cfg->ligs.retry_backoff_ms;
+	uint64_t max = r->cfg->ligs.retry_backoff_max_ms;
+
+	m->state = MOD_FAILED;
+	m->load_failures++;
+	m->backoff_ms = m->backoff_ms ? m->backoff_ms * 2 : base;
+	if (m->backoff_ms > max)
+		m->backoff_ms = max;
+	m->retry_at_ms = now_ms() + m->backoff_ms;
+	log_warn("module %s: load failed: %s (retry in %llu ms)", m->name, m->error,
+		 (unsigned long long)m->backoff_ms);
+	(void)err;
+}
+
+int registry_load(registry *r, module *m)
+{
+	const lmms_module_desc *d;
+	lmms_module_entry_fn entry;
+	lmms_call ic;
+	int64_t rss_before, rss_after;
+	bool was_pinned = m->state == MOD_PINNED;
+	void *handle;
+	int rc;
+
+	if (module_callable(m))
+		return 0;
+	if (m->unloading)
+		return -EBUSY;
+	if (m->state == MOD_FAILED && now_ms() < m->retry_at_ms)
+		return -EAGAIN;
+
+	rc = module_check_file(m);
+	if (rc < 0)
+		goto fail;
+
+	rss_before = rss_bytes();
+	dlerror();
+	handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
+	if (!handle) {
+		const char *e = dlerror();
+
+		snprintf(m->error, sizeof(m->error), "%.250s", e ? e : "dlopen failed");
+		rc = -EIO;
+		goto fail;
+	}
+	entry = (lmms_module_entry_fn)dlsym(handle, LMMS_MODULE_ENTRY_NAME);
+	if (!entry) {
+		snprintf(m->error, sizeof(m->error), "no %s symbol: not an lmms module",
+			 LMMS_MODULE_ENTRY_NAME);
+		rc = -ENOEXEC;
+		goto fail_close;
+	}
+	d = entry();
+	if (!d) {
+		snprintf(m->error, sizeof(m->error), "%s returned no descriptor",
+			 LMMS_MODULE_ENTRY_NAME);
+		rc = -ENOEXEC;
+		goto fail_close;
+	}
+	if (d->abi_version != LMMS_MODULE_ABI_VERSION) {
+		snprintf(m->error, sizeof(m->error), "ABI version %u, daemon speaks %u",
+			 d->abi_version, LMMS_MODULE_ABI_VERSION);
+		rc = -ENOEXEC;
+		goto fail_close;
+	}
+	if (d->size < DESC_MIN_SIZE) {
+		snprintf(m->error, sizeof(m->error), "descriptor size %u is below the minimum %zu",
+			 d->size, (size_t)DESC_MIN_SIZE);
+		rc = -ENOEXEC;
+		goto fail_close;
+	}
+	if (!d->name || strcmp(d->name, m->name) != 0) {
+		snprintf(m->error, sizeof(m->error), "descriptor names module \"%.64s\", file is %s.so",
+			 d->name ? d->name : "(null)", m->name);
+		rc = -ENOEXEC;
+		goto fail_close;
+	}
+	/* Read by the module's size: fields it does not know stay zero. */
+	memset(&m->desc, 0, sizeof(m->desc));
+	memcpy(&m->desc, d, d->size < sizeof(m->desc) ? d->size : sizeof(m->desc));
+
+	rc = module_learn_ops(r, m, &m->desc);
+	if (rc < 0)
+		goto fail_close;
+
+	m->mstate = NULL;
+	if (m->desc.init) {
+		call_init(&ic, NULL, 0, m->name);
+		rc = m->desc.init(&call_host, &ic, &m->mstate);
+		if (rc < 0) {
+			snprintf(m->error, sizeof(m->error), "init failed: %.200s",
+				 ic.failed ? ic.fail_msg : "no reason given");
+			call_fini(&ic);
+			rc = -EIO;
+			goto fail_close;
+		}
+		call_fini(&ic);
+	}
+
+	rss_after = rss_bytes();
+	m->handle = handle;
+	module_set_ops_callable(m, true);
+	if (!module_resident(m))
+		r->n_resident++;
+	m->state = (was_pinned || module_has_nodelete(handle)) ? MOD_PINNED : MOD_LOADED;
+	m->loads++;
+	r->loads++;
+	m->loaded_ms = m->last_used_ms = now_ms();
+	if (rss_before >= 0 && rss_after >= 0)
+		m->resident_bytes = rss_after > rss_before ? rss_after - rss_before : 0;
+	m->backoff_ms = 0;
+	m->error[0] = '\0';
+	log_info("module %s %s loaded (%u ops, %lld KiB resident%s)", m->name,
+		 m->desc.version ? m->desc.version : "", m->n_ops,
+		 (long long)(m->resident_bytes / 1024), m->state == MOD_PINNED ? ", pinned" : "");
+	return 0;
+
+fail_close:
+	dlclose(handle);
+fail:
+	module_load_failed(r, m, rc);
+	return rc;
+}
+
+int registry_unload(registry *r, module *m, const char **reason)
+{
+	const char *why = NULL;
+	int64_t rss_before, rss_after;
+	void *again;
+
+	if (!m->handle)
+		return 0;
+	if (m->refs > 0) {
+		if (reason)
+			*reason = "operations in flight";
+		return -EBUSY;
+	}
+	if (m->desc.can_unload && m->desc.can_unload(&call_host, m->mstate, &why) != 0) {
+		if (reason)
+			*reason = why ? why : "the module refused";
+		m->blocked[LUGS_VETO]++;
+		return -EBUSY;
+	}
+
+	/* From here on nothing may call into the module: the fast path and the
+	 * cache drop their references before fini runs. */
+	m->unloading = true;
+	module_set_ops_callable(m, false);
+	if (r->on_unload)
+		r->on_unload(r->ud, m);
+
+	rss_before = rss_bytes();
+	if (m->desc.fini)
+		m->desc.fini(&call_host, m->mstate);
+	m->mstate = NULL;
+	dlclose(m->handle);
+	m->handle = NULL;
+	m->unloading = false;
+	m->unloads++;
+
+	/* glibc keeps some objects mapped after dlclose (-z nodelete, GNU unique
+	 * symbols, TLS destructors): ask it, without loading anything. */
+	again = dlopen(m->path, RTLD_NOW | RTLD_NOLOAD | RTLD_LOCAL);
+	if (again) {
+		dlclose(again);
+		m->state = MOD_PINNED;
+		m->reclaimed_bytes = 0;
+		log_notice("module %s stays mapped after dlclose: pinned", m->name);
+		return 1;
+	}
+
+	rss_after = rss_bytes();
+	m->state = MOD_UNLOADED;
+	r->n_resident--;
+	r->unloads++;
+	m->reclaimed_bytes = (rss_before >= 0 && rss_after >= 0 && rss_before > rss_after)
+				     ? rss_before - rss_after
+				     : 0;
+	r->reclaimed_bytes += m->reclaimed_bytes;
+	log_info("module %s unloaded (%lld KiB returned)", m->name,
+		 (long long)(m->reclaimed_bytes / 1024));
+	return 0;
+}

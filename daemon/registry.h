@@ -1,0 +1,160 @@
+/*
+ * registry.h - LIGS: the module registry and lazy loading.
+ *
+ * The registry is the module directory's listing: at start it records one
+ * entry per "NAME.so" and maps nothing. The first call of "NAME.op" loads the
+ * module (dlopen RTLD_NOW|RTLD_LOCAL, ABI and struct-size checks, init) and
+ * learns its ops. What it learned (ops, flags, heat) outlives an unload, so
+ * the op table, the cache and lmms.ops keep working while the module is out
+ * of memory.
+ *
+ * Everything here runs on the loop thread. Worker threads only ever see an
+ * op's function and state pointers, captured while holding a ref.
+ */
+#ifndef LMMS_REGISTRY_H
+#define LMMS_REGISTRY_H
+
+#include <lmms/lmms-module.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "heat.h"
+#include "hmap.h"
+
+#define REGISTRY_MAX_MODULES 1024
+#define MODULE_MAX_OPS 256
+#define MODULE_NAME_MAX 63
+#define OP_NAME_MAX 63
+#define MODULE_ERROR_MAX 256
+
+typedef struct module module;
+typedef struct registry registry;
+
+typedef enum module_state {
+	MOD_UNLOADED = 0,
+	MOD_LOADED,
+	MOD_PINNED, /* mapped for good (-z nodelete, unique symbols, ...): never unloaded */
+	MOD_FAILED, /* last load failed; retried after a backoff */
+} module_state;
+
+const char *module_state_name(module_state s);
+
+/* Reasons LUGS refuses to unload, in the order the checks run. */
+typedef enum lugs_check {
+	LUGS_REFS = 0,
+	LUGS_PROTECTED,
+	LUGS_CACHED,
+	LUGS_GRACE,
+	LUGS_MIN_RESIDENT,
+	LUGS_VETO, /* the module's can_unload said no */
+	LUGS_CHECK_MAX,
+} lugs_check;
+
+const char *lugs_check_name(lugs_check c);
+
+typedef struct op_info {
+	module *mod;
+	char *method; /* "module.op", owned; the key of registry.ops */
+	uint32_t method_len;
+	const char *name; /* inside method, after the dot */
+	lmms_op_fn fn; /* NULL whenever the module is not callable */
+	uint32_t flags; /* LMMS_OP_* */
+	uint32_t cache_ttl_ms; /* as declared; 0 = cache.default_ttl */
+	bool gone; /* the module no longer declares it */
+	op_heat heat; /* ZAFP metrics, kept across unloads */
+} op_info;
+
+struct module {
+	registry *reg;
+	char name[MODULE_NAME_MAX + 1];
+	uint32_t name_len;
+	char *path; /* owned */
+	module_state state;
+	bool unloading; /* set before fini: no path may call in from then on */
+
+	void *handle; /* dlopen handle while callable */
+	lmms_module_desc desc; /* copied by the module's size, zero beyond it */
+	void *mstate; /* what init stored */
+
+	op_info **ops; /* owned; pointers stay stable for the fast path */
+	uint32_t n_ops;
+	bool ops_known;
+
+	uint32_t refs; /* ops in flight */
+	uint32_t cache_deps; /* live cache entries depending on it */
+	uint32_t hot_ops; /* ops with a ZAFP fast-path entry */
+
+	uint64_t loads, unloads, load_failures;
+	uint64_t last_used_ms; /* stamped by every path into the module */
+	uint64_t loaded_ms;
+	int64_t resident_bytes; /* RSS growth measured across its load */
+	int64_t reclaimed_bytes; /* RSS drop measured across its last unload */
+	uint64_t blocked[LUGS_CHECK_MAX]; /* unload refusals by reason */
+
+	uint64_t retry_at_ms; /* FAILED: no new attempt before */
+	uint64_t backoff_ms;
+	char error[MODULE_ERROR_MAX]; /* last load failure */
+};
+
+struct registry {
+	char dir[PATH_MAX];
+	const config *cfg;
+	module *mods[REGISTRY_MAX_MODULES]; /* sorted by name */
+	uint32_t n_mods;
+	hmap by_name; /* name -> module */
+	hmap ops; /* "module.op" -> op_info */
+	uint32_t n_resident; /* LOADED + PINNED */
+	uint64_t loads; /* successful loads */
+	uint64_t unloads;
+	int64_t reclaimed_bytes; /* sum of measured RSS drops */
+	long dir_mtime_ns; /* of the last scan */
+	uint64_t last_scan_ms;
+
+	/* Called after a module was unloaded (or found pinned), for the cache and
+	 * ZAFP to drop what points at it. */
+	void (*on_unload)(void *ud, module *m);
+	void *ud;
+};
+
+int registry_init(registry *r, const char *dir, const config *cfg);
+void registry_fini(registry *r); /* unloads every module (fini + dlclose) */
+
+/* (Re)list the directory; existing entries keep their state. */
+int registry_scan(registry *r);
+
+/* By name; on a miss rescans the directory if it changed, so a module
+ * dropped in later is found without a restart. */
+module *registry_find(registry *r, const char *name, size_t len);
+op_info *registry_find_op(registry *r, const char *method, size_t len);
+
+/*
+ * Make m callable. 0 if it is (or became) loaded; otherwise a negative errno
+ * with the reason in m->error: -EAGAIN while a failed module waits for its
+ * retry, -ENOEXEC for ABI/descriptor problems, -EPERM for unsafe file
+ * permissions, -EIO for dlopen or init failures.
+ */
+int registry_load(registry *r, module *m);
+
+/*
+ * Unload m now (the caller ran the checks): can_unload, fini, dlclose, then
+ * verify with RTLD_NOLOAD. Returns 0 when unmapped, 1 when it turned out
+ * pinned, -EBUSY if refs > 0 or the module vetoed (*reason set).
+ */
+int registry_unload(registry *r, module *m, const char **reason);
+
+static inline bool module_resident(const module *m)
+{
+	return m->state == MOD_LOADED || m->state == MOD_PINNED;
+}
+
+static inline bool module_callable(const module *m)
+{
+	return m->handle != NULL && !m->unloading;
+}
+
+/* RSS of this process in bytes, from /proc/self/statm. */
+int64_t rss_bytes(void);
+
+#endif
