@@ -197,7 +197,8 @@ static void expect_str(const outcome *o, const char *want)
 	ck_assert_msg(o->err == PROTO_OK, "error %s: %s", proto_err_name(o->err), o->msg);
 	ck_assert_int_eq(o->v->type, MSGPACK_OBJECT_STR);
 	ck_assert_msg(o->v->via.str.size == strlen(want) &&
-			      memcmp(o->v->via.str.ptr, want, strlen(want)) == 0,
+			      (o->v->via.str.size == 0 ||
+			       memcmp(o->v->via.str.ptr, want, strlen(want)) == 0),
 		      "got '%.*s', want '%s'", (int)o->v->via.str.size, o->v->via.str.ptr, want);
 }
 
