@@ -302,14 +302,12 @@ static int reply_fill(lmms_reply *reply, const proto_msg *m)
 		const char *code = "internal", *msg = "";
 		size_t code_n = strlen(code), msg_n = 0;
 
-		/* The contract is [code, message]; a foreign msgpack-rpc
-		 * server may send a bare string, which becomes the message. */
+		/* proto_msg_parse has checked the [code, message] shape;
+		 * keep the fallbacks anyway rather than trust it blindly. */
 		if (e->type == MSGPACK_OBJECT_ARRAY && e->via.array.size >= 1) {
 			obj_text(&e->via.array.ptr[0], &code, &code_n);
 			if (e->via.array.size >= 2)
 				obj_text(&e->via.array.ptr[1], &msg, &msg_n);
-		} else {
-			obj_text(e, &msg, &msg_n);
 		}
 		reply->error_code = dup_bytes(code, code_n);
 		reply->error_message = dup_bytes(msg, msg_n);

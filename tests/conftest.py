@@ -89,8 +89,10 @@ class Daemon:
         return lmms.Client(self.socket, timeout=timeout)
 
     def ctl(self, *args, timeout=30):
-        """Run lmmsctl -s <socket> ARGS; returns the CompletedProcess."""
-        return run_lmmsctl("-s", self.socket, *args, timeout=timeout)
+        """Run lmmsctl -s <socket> ARGS; returns the CompletedProcess. Calls
+        time out after 10s (a later --timeout in ARGS wins), so a daemon
+        that stops answering fails one test instead of the whole run."""
+        return run_lmmsctl("-s", self.socket, "--timeout", "10000", *args, timeout=timeout)
 
     def stop(self, sig=signal.SIGTERM):
         """Stop the daemon (by pid) and return its exit status."""
