@@ -46,6 +46,30 @@ static int progress_cb(void *data)
 	return s->host->now_ms() > s->deadline_ms;
 }
 
+/*
+ * SQL must not undo the bounds set in init, nor touch settings that are
+ * process-wide (the heap limits would throttle the whole daemon): setting
+ * these pragmas is refused, reading them is fine.
+ */
+static int authorize_cb(void *data, int action, const char *a1, const char *a2, const char *a3,
+			const char *a4)
+{
+	static const char *const locked[] = {
+		"max_page_count", "mmap_size", "hard_heap_limit", "soft_heap_limit",
+		"temp_store_directory", "data_store_directory", "threads",
+	};
+
+	if (action == SQLITE_ATTACH || action == SQLITE_DETACH)
+		return SQLITE_DENY;
+	if (action == SQLITE_PRAGMA && a1 && a2) {
+		for (size_t i = 0; i < sizeof(locked) / sizeof(locked[0]); i++) {
+			if (sqlite3_stricmp(a1, locked[i]) == 0)
+				return SQLITE_DENY;
+		}
+	}
+	return SQLITE_OK;
+}
+
 static int sqlite_mod_init(const lmms_host *h, lmms_call *c, void **state)
 {
 	struct sqlite_state *s;
@@ -78,6 +102,8 @@ static int sqlite_mod_init(const lmms_host *h, lmms_call *c, void **state)
 		h->fail(c, LMMS_FAIL_MODULE, "sqlite: %s", sqlite3_errmsg(s->db));
 		goto fail_open;
 	}
+	/* After our own pragma: from here on SQL cannot change the bounds. */
+	sqlite3_set_authorizer(s->db, authorize_cb, NULL);
 	*state = s;
 	return 0;
 

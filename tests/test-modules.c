@@ -748,6 +748,35 @@ START_TEST(test_sqlite)
 		ck_assert_int_ne(access(path, F_OK), 0);
 	}
 
+	/* The database cannot outgrow its page budget (64 MiB). */
+	run(&m, "exec",
+	    p_sql(&p, "CREATE TABLE big(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+		      "SELECT i + 1 FROM n WHERE i < 80) INSERT INTO big SELECT zeroblob(1000000) "
+		      "FROM n"),
+	    &o);
+	expect_err(&o, PROTO_E_MODULE_ERROR);
+	ck_assert_ptr_nonnull(strstr(o.msg, "full"));
+	outcome_free(&o);
+	run(&m, "exec", p_sql(&p, "DROP TABLE big"), &o);
+	ck_assert_int_eq(o.err, PROTO_OK);
+	outcome_free(&o);
+
+	/* The bounds cannot be lifted from SQL, but can be read. */
+	run(&m, "exec", p_sql(&p, "PRAGMA max_page_count = 100000000"), &o);
+	expect_err(&o, PROTO_E_BAD_PARAMS);
+	outcome_free(&o);
+	run(&m, "exec", p_sql(&p, "PRAGMA hard_heap_limit = 1"), &o);
+	expect_err(&o, PROTO_E_BAD_PARAMS);
+	outcome_free(&o);
+	run(&m, "exec", p_sql(&p, "PRAGMA max_page_count"), &o);
+	ck_assert_msg(o.err == PROTO_OK, "%s", o.msg);
+	ck_assert_uint_eq(o.v->via.array.ptr[0].via.array.ptr[0].via.u64, 16384);
+	outcome_free(&o);
+	run(&m, "exec", p_sql(&p, "PRAGMA table_info(t)"), &o);
+	ck_assert_msg(o.err == PROTO_OK, "%s", o.msg);
+	ck_assert_uint_eq(o.v->via.array.size, 4);
+	outcome_free(&o);
+
 	run(&m, "exec", p_sql(&p, "DROP TABLE t"), &o);
 	ck_assert_int_eq(o.err, PROTO_OK);
 	outcome_free(&o);
