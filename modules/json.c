@@ -23,6 +23,12 @@
 #define JSON_MOD_MAX_DEPTH 31
 #define JSON_MOD_LOAD_FLAGS (JSON_DECODE_ANY | JSON_ALLOW_NUL)
 
+#if JANSSON_VERSION_HEX < 0x020e00
+/* Before 2.14 keys could not hold NUL, so the C-string calls are exact. */
+#define json_object_getn(o, k, n) json_object_get((o), (k))
+#define json_object_iter_key_len(it) strlen(json_object_iter_key(it))
+#endif
+
 /* Parses argument i; on failure it has already called fail() (bad_params,
  * with jansson's own text). */
 static json_t *json_arg_load(const lmms_host *h, lmms_call *c, size_t i, const char *op)
