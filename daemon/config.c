@@ -76,7 +76,9 @@ static const key_def config_keys[] = {
 	  true, "64"),
 	K("server", max_message_bytes, KT_SIZE, server.max_message_bytes, KIB, 64 * MIB, true,
 	  "1MiB"),
-	K("server", max_depth, KT_UINT, server.max_depth, 2, 64, true, "32"),
+	/* msgpack-c's unpacker keeps a fixed stack of 32 levels
+	 * (MSGPACK_EMBED_STACK_SIZE) and fails on anything deeper */
+	K("server", max_depth, KT_UINT, server.max_depth, 2, 32, true, "32"),
 	K("server", max_elements, KT_UINT, server.max_elements, 16, 1u << 24, true, "65536"),
 	K("server", max_inflight, KT_UINT, server.max_inflight, 1, 4096, true, "64"),
 	K("server", max_output_bytes, KT_SIZE, server.max_output_bytes, 64 * KIB, GIB, true,

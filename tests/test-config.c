@@ -363,8 +363,8 @@ START_TEST(test_errors)
 		     "bad.conf:12: [lugs] grace_period: \"abc\" is not a duration (e.g. 250ms, 30s, 5m)");
 	ck_assert_msg(strncmp(err, p, strlen(p)) == 0, "%s does not start with the path", err);
 
-	expect_error("[server]\nmax_depth = 65\n", -ERANGE,
-		     "bad.conf:2: [server] max_depth: \"65\" is out of range (2..64)");
+	expect_error("[server]\nmax_depth = 33\n", -ERANGE,
+		     "bad.conf:2: [server] max_depth: \"33\" is out of range (2..32)");
 	expect_error("[server]\nmax_depth = 1\n", -ERANGE, ":2: [server] max_depth:");
 	expect_error("[server]\nmax_message_bytes = 512B\n", -ERANGE,
 		     "[server] max_message_bytes: \"512B\" is out of range (1KiB..64MiB)");
@@ -430,7 +430,7 @@ START_TEST(test_limits_edges)
 {
 	const char *p = write_file("lmmsd.conf", "[server]\n"
 						 "max_message_bytes = 1KiB\n"
-						 "max_depth = 64\n"
+						 "max_depth = 32\n"
 						 "max_connections = 65536\n"
 						 "[lugs]\n"
 						 "sweep_interval = 10ms\n"
@@ -442,7 +442,7 @@ START_TEST(test_limits_edges)
 
 	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
 	ck_assert_uint_eq(cfg.server.max_message_bytes, 1024);
-	ck_assert_uint_eq(cfg.server.max_depth, 64);
+	ck_assert_uint_eq(cfg.server.max_depth, 32);
 	ck_assert_uint_eq(cfg.server.max_connections, 65536);
 	ck_assert_uint_eq(cfg.lugs.sweep_interval_ms, 10);
 	ck_assert_uint_eq(cfg.zafp.hot, 7);
