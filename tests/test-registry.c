@@ -1,0 +1,499 @@
+/*
+ * test-registry.c - LIGS registry units against the real built modules:
+ * directory scan, lazy load, learned ops, unload verified with RTLD_NOLOAD,
+ * pinned detection, load failures with backoff, rescans and kept metrics.
+ *
+ * Each test copies the modules it needs into its own temporary directory
+ * (mode 0755, as the registry insists) so tests never share a dlopen handle.
+ */
+#include <check.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "registry.h"
+#include "util.h"
+
+static config cfg;
+static char tmpdir[256]; /* short: paths built from it must fit PATH_MAX */
+
+static const char *module_src_dir(const char *name)
+{
+	static char path[PATH_MAX];
+	const char *dirs[] = { getenv("LMMS_MODULE_DIR"), getenv("LMMS_TEST_MODULE_DIR") };
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		if (!dirs[i])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s.so", dirs[i], name);
+		if (access(path, R_OK) == 0)
+			return path;
+	}
+	ck_abort_msg("module %s.so not found (LMMS_MODULE_DIR / LMMS_TEST_MODULE_DIR)", name);
+	return NULL;
+}
+
+static void copy_file(const char *src, const char *dst, mode_t mode)
+{
+	char buf[65536];
+	ssize_t n;
+	int in, out;
+
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	ck_assert_msg(in >= 0, "open %s: %s", src, strerror(errno));
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	ck_assert_msg(out >= 0, "create %s: %s", dst, strerror(errno));
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		ck_assert_int_eq(write(out, buf, (size_t)n), n);
+	ck_assert_int_eq(n, 0);
+	close(in);
+	close(out);
+	ck_assert_int_eq(chmod(dst, mode), 0);
+}
+
+/* Copy NAME.so into the test's module directory. */
+static void add_module(const char *name)
+{
+	char dst[PATH_MAX];
+
+	snprintf(dst, sizeof(dst), "%s/%s.so", tmpdir, name);
+	copy_file(module_src_dir(name), dst, 0755);
+}
+
+static void add_file(const char *file, const char *content)
+{
+	char dst[PATH_MAX];
+	FILE *f;
+
+	snprintf(dst, sizeof(dst), "%s/%s", tmpdir, file);
+	f = fopen(dst, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(content, f);
+	fclose(f);
+}
+
+static void setup(void)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/lmms-test-registry-XXXXXX", base ? base : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	ck_assert_int_eq(chmod(tmpdir, 0755), 0);
+	config_init_defaults(&cfg);
+	log_init(3); /* errors only: expected failures would be noise */
+}
+
+static void teardown(void)
+{
+	char cmd[PATH_MAX + 16];
+
+	/* the path is ours, made by mkdtemp: no quoting surprises */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+static module *find(registry *r, const char *name)
+{
+	return registry_find(r, name, strlen(name));
+}
+
+static op_info *find_op(registry *r, const char *method)
+{
+	return registry_find_op(r, method, strlen(method));
+}
+
+/* Is the object at path still mapped? Asks the loader without loading. */
+static bool still_mapped(const char *path)
+{
+	void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD | RTLD_LOCAL);
+
+	if (!h)
+		return false;
+	dlclose(h);
+	return true;
+}
+
+START_TEST(scan_lists_valid_modules_only)
+{
+	registry r;
+
+	add_module("echo");
+	add_module("hash");
+	add_file("README.txt", "not a module\n");
+	add_file("bad name.so", "x");
+	add_file("dot.ted.so", "x");
+	add_file("libfoo.so.1", "x");
+	add_file(".so", "x");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	ck_assert_uint_eq(r.n_mods, 2);
+	ck_assert_str_eq(r.mods[0]->name, "echo");
+	ck_assert_str_eq(r.mods[1]->name, "hash");
+	ck_assert_ptr_nonnull(find(&r, "echo"));
+	ck_assert_ptr_null(find(&r, "bad name"));
+	ck_assert_ptr_null(find(&r, "dot.ted"));
+	ck_assert_ptr_null(find(&r, "../echo"));
+	ck_assert_ptr_null(find(&r, "README"));
+	/* listing maps nothing */
+	ck_assert_uint_eq(r.n_resident, 0);
+	ck_assert_int_eq(r.mods[0]->state, MOD_UNLOADED);
+	ck_assert(!r.mods[0]->ops_known);
+	ck_assert_ptr_null(r.mods[0]->handle);
+	/* a rescan keeps the entries it has */
+	ck_assert_int_eq(registry_scan(&r), 0);
+	ck_assert_uint_eq(r.n_mods, 2);
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(scan_of_missing_dir_fails)
+{
+	registry r;
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/nope", tmpdir);
+	ck_assert_int_eq(registry_init(&r, path, &cfg), -ENOENT);
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(load_learns_ops_and_unload_unmaps)
+{
+	registry r;
+	module *m;
+	op_info *sleep_op, *upper, *ping;
+
+	add_module("echo");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "echo");
+	ck_assert_ptr_nonnull(m);
+	ck_assert_ptr_null(find_op(&r, "echo.ping")); /* not known before the load */
+	ck_assert(!still_mapped(m->path));
+
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_int_eq(m->state, MOD_LOADED);
+	ck_assert(m->ops_known);
+	ck_assert(module_callable(m));
+	ck_assert(still_mapped(m->path));
+	ck_assert_uint_eq(m->loads, 1);
+	ck_assert_uint_eq(r.loads, 1);
+	ck_assert_uint_eq(r.n_resident, 1);
+	ck_assert_int_ge(m->resident_bytes, 0);
+	ck_assert_str_eq(m->error, "");
+
+	ping = find_op(&r, "echo.ping");
+	sleep_op = find_op(&r, "echo.sleep");
+	upper = find_op(&r, "echo.upper");
+	ck_assert_ptr_nonnull(ping);
+	ck_assert_ptr_nonnull(sleep_op);
+	ck_assert_ptr_nonnull(upper);
+	ck_assert_ptr_null(find_op(&r, "echo.nosuch"));
+	ck_assert_ptr_eq(ping->mod, m);
+	ck_assert_str_eq(ping->name, "ping");
+	ck_assert_str_eq(ping->method, "echo.ping");
+	ck_assert_uint_eq(ping->flags, 0);
+	ck_assert_uint_eq(sleep_op->flags, LMMS_OP_BLOCKING);
+	ck_assert_uint_eq(upper->flags, LMMS_OP_PURE);
+	ck_assert_ptr_nonnull(ping->fn);
+	/* loading again is a no-op */
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_uint_eq(m->loads, 1);
+
+	ck_assert_int_eq(registry_unload(&r, m, NULL), 0);
+	ck_assert_int_eq(m->state, MOD_UNLOADED);
+	ck_assert_ptr_null(m->handle);
+	ck_assert(!still_mapped(m->path));
+	ck_assert_uint_eq(m->unloads, 1);
+	ck_assert_uint_eq(r.n_resident, 0);
+	/* what was learned outlives the unload, but nothing points into it */
+	ck_assert(m->ops_known);
+	ck_assert_ptr_eq(find_op(&r, "echo.sleep"), sleep_op);
+	ck_assert_uint_eq(sleep_op->flags, LMMS_OP_BLOCKING);
+	ck_assert_ptr_null(sleep_op->fn);
+	ck_assert_ptr_null(ping->fn);
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(unload_refused_while_in_flight)
+{
+	registry r;
+	module *m;
+	const char *why = NULL;
+
+	add_module("echo");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "echo");
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	m->refs = 1;
+	ck_assert_int_eq(registry_unload(&r, m, &why), -EBUSY);
+	ck_assert_ptr_nonnull(why);
+	ck_assert(still_mapped(m->path));
+	ck_assert_int_eq(m->state, MOD_LOADED);
+	m->refs = 0;
+	ck_assert_int_eq(registry_unload(&r, m, NULL), 0);
+	ck_assert(!still_mapped(m->path));
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(veto_blocks_unload)
+{
+	registry r;
+	module *m;
+	const char *why = NULL;
+
+	add_module("veto");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "veto");
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_int_eq(registry_unload(&r, m, &why), -EBUSY);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_uint_eq(m->blocked[LUGS_VETO], 1);
+	ck_assert(module_callable(m));
+	ck_assert_ptr_nonnull(find_op(&r, "veto.ping")->fn);
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(nodelete_is_pinned)
+{
+	registry r;
+	module *m;
+
+	add_module("nodelete");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "nodelete");
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	/* detected from DT_FLAGS_1 at load time, before any unload attempt */
+	ck_assert_int_eq(m->state, MOD_PINNED);
+	ck_assert_uint_eq(r.n_resident, 1);
+	ck_assert_int_eq(registry_unload(&r, m, NULL), 1);
+	ck_assert_int_eq(m->state, MOD_PINNED);
+	ck_assert(still_mapped(m->path));
+	ck_assert_uint_eq(r.n_resident, 1);
+	/* it can be made callable again */
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_int_eq(m->state, MOD_PINNED);
+	ck_assert_ptr_nonnull(find_op(&r, "nodelete.ping")->fn);
+	registry_fini(&r);
+}
+END_TEST
+
+/* One module that fails to load: error text, FAILED state, backoff. */
+static void check_load_fails(const char *name, int want_rc, const char *want_text)
+{
+	registry r;
+	module *m;
+	uint64_t t;
+
+	add_module(name);
+	add_module("echo");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, name);
+	ck_assert_ptr_nonnull(m);
+	t = now_ms();
+	ck_assert_int_eq(registry_load(&r, m), want_rc);
+	ck_assert_msg(strstr(m->error, want_text), "error \"%s\" lacks \"%s\"", m->error,
+		      want_text);
+	ck_assert_int_eq(m->state, MOD_FAILED);
+	ck_assert_uint_eq(m->load_failures, 1);
+	ck_assert_ptr_null(m->handle);
+	ck_assert(!still_mapped(m->path));
+	ck_assert_uint_eq(r.n_resident, 0);
+	ck_assert_uint_gt(m->retry_at_ms, t);
+	ck_assert_uint_ge(m->retry_at_ms, t + cfg.ligs.retry_backoff_ms);
+	/* an immediate retry waits for the backoff */
+	ck_assert_int_eq(registry_load(&r, m), -EAGAIN);
+	ck_assert_uint_eq(m->load_failures, 1);
+	/* after it, the attempt is made again and the backoff doubles */
+	m->retry_at_ms = now_ms();
+	ck_assert_int_eq(registry_load(&r, m), want_rc);
+	ck_assert_uint_eq(m->load_failures, 2);
+	ck_assert_uint_eq(m->backoff_ms, 2 * cfg.ligs.retry_backoff_ms);
+	/* the others are unaffected */
+	ck_assert_int_eq(registry_load(&r, find(&r, "echo")), 0);
+	ck_assert_ptr_nonnull(find_op(&r, "echo.ping")->fn);
+	registry_fini(&r);
+}
+
+START_TEST(badabi_fails)
+{
+	check_load_fails("badabi", -ENOEXEC, "ABI version 999");
+}
+END_TEST
+
+START_TEST(badinit_fails)
+{
+	check_load_fails("badinit", -EIO, "init refused: test");
+}
+END_TEST
+
+START_TEST(noentry_fails)
+{
+	check_load_fails("noentry", -ENOEXEC, LMMS_MODULE_ENTRY_NAME);
+}
+END_TEST
+
+START_TEST(backoff_is_capped)
+{
+	registry r;
+	module *m;
+
+	add_module("badinit");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "badinit");
+	for (int i = 0; i < 40; i++) {
+		m->retry_at_ms = 0;
+		ck_assert_int_eq(registry_load(&r, m), -EIO);
+	}
+	ck_assert_uint_eq(m->load_failures, 40);
+	ck_assert_uint_eq(m->backoff_ms, cfg.ligs.retry_backoff_max_ms);
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(unsafe_permissions_refused)
+{
+	registry r;
+	char path[PATH_MAX];
+	module *m;
+
+	add_module("echo");
+	snprintf(path, sizeof(path), "%s/echo.so", tmpdir);
+	ck_assert_int_eq(chmod(path, 0775), 0);
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "echo");
+	ck_assert_int_eq(registry_load(&r, m), -EPERM);
+	ck_assert_ptr_nonnull(strstr(m->error, "writable"));
+	ck_assert(!still_mapped(m->path));
+	ck_assert_int_eq(m->state, MOD_FAILED);
+	registry_fini(&r);
+
+	/* a writable directory taints every module in it */
+	ck_assert_int_eq(chmod(path, 0755), 0);
+	ck_assert_int_eq(chmod(tmpdir, 0777), 0);
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "echo");
+	ck_assert_int_eq(registry_load(&r, m), -EPERM);
+	ck_assert_ptr_nonnull(strstr(m->error, "directory"));
+	ck_assert(!still_mapped(m->path));
+	registry_fini(&r);
+	ck_assert_int_eq(chmod(tmpdir, 0755), 0);
+}
+END_TEST
+
+START_TEST(module_added_later_is_found)
+{
+	registry r;
+	struct timespec ts = { 0, 50 * 1000000L };
+	module *m = NULL;
+	uint64_t deadline;
+
+	add_module("echo");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	ck_assert_ptr_null(find(&r, "hash"));
+	add_module("hash");
+	/* Misses rescan at most once a second: poll, bounded. */
+	deadline = now_ms() + 5000;
+	while (!(m = find(&r, "hash")) && now_ms() < deadline)
+		nanosleep(&ts, NULL);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(r.n_mods, 2);
+	ck_assert_ptr_eq(find(&r, "echo"), r.mods[0]);
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_ptr_nonnull(find_op(&r, "hash.sha256"));
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(metrics_survive_reload)
+{
+	registry r;
+	module *m;
+	op_info *op;
+
+	add_module("echo");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "echo");
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	op = find_op(&r, "echo.upper");
+	op->heat.calls = 1234;
+	op->heat.total_ns = 5678;
+	ck_assert_int_eq(registry_unload(&r, m, NULL), 0);
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_uint_eq(m->loads, 2);
+	ck_assert_uint_eq(m->unloads, 1);
+	/* same op_info, same numbers, callable again */
+	ck_assert_ptr_eq(find_op(&r, "echo.upper"), op);
+	ck_assert_uint_eq(op->heat.calls, 1234);
+	ck_assert_uint_eq(op->heat.total_ns, 5678);
+	ck_assert_ptr_nonnull(op->fn);
+	ck_assert_uint_eq(op->flags, LMMS_OP_PURE);
+	ck_assert_uint_eq(m->n_ops, 4);
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(fini_unloads_everything)
+{
+	registry r;
+	char echo_path[PATH_MAX], hash_path[PATH_MAX];
+
+	add_module("echo");
+	add_module("hash");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	ck_assert_int_eq(registry_load(&r, find(&r, "echo")), 0);
+	ck_assert_int_eq(registry_load(&r, find(&r, "hash")), 0);
+	snprintf(echo_path, sizeof(echo_path), "%s", find(&r, "echo")->path);
+	snprintf(hash_path, sizeof(hash_path), "%s", find(&r, "hash")->path);
+	ck_assert(still_mapped(echo_path));
+	ck_assert(still_mapped(hash_path));
+	registry_fini(&r);
+	ck_assert(!still_mapped(echo_path));
+	ck_assert(!still_mapped(hash_path));
+}
+END_TEST
+
+static Suite *registry_suite(void)
+{
+	Suite *s = suite_create("registry");
+	TCase *tc = tcase_create("registry");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, scan_lists_valid_modules_only);
+	tcase_add_test(tc, scan_of_missing_dir_fails);
+	tcase_add_test(tc, load_learns_ops_and_unload_unmaps);
+	tcase_add_test(tc, unload_refused_while_in_flight);
+	tcase_add_test(tc, veto_blocks_unload);
+	tcase_add_test(tc, nodelete_is_pinned);
+	tcase_add_test(tc, badabi_fails);
+	tcase_add_test(tc, badinit_fails);
+	tcase_add_test(tc, noentry_fails);
+	tcase_add_test(tc, backoff_is_capped);
+	tcase_add_test(tc, unsafe_permissions_refused);
+	tcase_add_test(tc, module_added_later_is_found);
+	tcase_add_test(tc, metrics_survive_reload);
+	tcase_add_test(tc, fini_unloads_everything);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(registry_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
