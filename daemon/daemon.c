@@ -191,9 +191,23 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 	if (r < 0)
 		return r;
 	notify_watchdog_start(d);
-	log_info("ready: listening on %s, %u modules known in %s, %u loaded%s",
-		 listen_fd >= 0 ? "inherited socket" : d->socket_path, d->reg.n_mods, d->reg.dir,
-		 d->reg.n_resident, d->eager ? " (eager)" : "");
+	if (listen_fd >= 0) {
+		/* the path the service manager bound, which may differ from ours */
+		char where[sizeof(d->socket_path)];
+		size_t n = sizeof(where);
+
+		if (uv_pipe_getsockname(&d->srv.listener, where, &n) < 0 || !n || n >= sizeof(where))
+			snprintf(where, sizeof(where), "fd %d", listen_fd);
+		else
+			where[n] = '\0';
+		log_info("ready: listening on inherited socket %s, %u modules known in %s, %u loaded%s",
+			 where, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
+			 d->eager ? " (eager)" : "");
+	} else {
+		log_info("ready: listening on %s, %u modules known in %s, %u loaded%s",
+			 d->socket_path, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
+			 d->eager ? " (eager)" : "");
+	}
 	notify_ready(d);
 	return 0;
 }
