@@ -808,8 +808,8 @@ static int print_map_kv(const msgpack_object *map)
 /* Monotonic totals are counters; the rest (sizes, current counts) gauges. */
 static bool stat_is_counter(const char *k, size_t n)
 {
-	static const char *const suffixes[] = { "_total", "hits", "misses", "loads", "unloads",
-						"_blocked" };
+	static const char *const suffixes[] = { "_total", "hits",     "misses",   "loads",
+						"unloads", "_blocked", "evictions" };
 
 	for (size_t i = 0; i < N_ELEMS(suffixes); i++)
 		if (ends_with(k, n, suffixes[i]))

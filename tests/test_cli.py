@@ -223,3 +223,46 @@ def test_timeout(lmmsd):
     r = lmmsd.ctl("--timeout", "100", "call", "echo.sleep", "2000")
     assert r.returncode == 3
     assert "timeout" in r.stderr
+
+
+def test_load_and_unload(lmmsd):
+    r = lmmsd.ctl("load", "zstd")
+    assert r.returncode == 0, r.stderr
+    header, rows = table(r.stdout)
+    assert header[0] == "NAME" and rows[0][:2] == ["zstd", "loaded"]
+
+    r = lmmsd.ctl("unload", "zstd", "--now")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "unloaded zstd\n"
+    mods = {m["name"]: m for m in json.loads(lmmsd.ctl("--json", "modules").stdout)}
+    assert mods["zstd"]["state"] == "unloaded"
+    assert mods["zstd"]["unloads"] == 1
+
+
+def test_unload_refused_is_daemon_error(lmmsd):
+    assert lmmsd.ctl("load", "zstd").returncode == 0
+    # Without --now the grace period refuses a module that was just used.
+    r = lmmsd.ctl("unload", "zstd")
+    assert r.returncode == 1
+    assert r.stderr.startswith("busy: ")
+
+    r = lmmsd.ctl("unload", "nosuchmodule", "--now")
+    assert r.returncode == 1
+    assert r.stderr.startswith("no_such_module: ")
+
+
+def test_invalidate_counts_entries(lmmsd):
+    assert lmmsd.ctl("call", "echo.upper", '"a"').returncode == 0
+    assert lmmsd.ctl("call", "echo.upper", '"b"').returncode == 0
+    r = lmmsd.ctl("invalidate", "echo")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "2\n"
+    assert lmmsd.ctl("invalidate").stdout == "0\n"
+
+
+def test_reload(lmmsd):
+    r = lmmsd.ctl("reload")
+    assert r.returncode == 0, r.stderr
+    r = lmmsd.ctl("--json", "reload")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) is True
