@@ -437,6 +437,38 @@ static void server_on_connection(uv_stream_t *l, int status)
 	conn_process(c);
 }
 
+/* A connection over an fd the caller already has (one end of a socketpair),
+ * for the benchmark and tests that drive dispatch_message directly. It is not
+ * read from until conn_process runs, so the caller owns the input side. */
+conn *server_conn_open(server *s, struct lmmsd *d, int fd)
+{
+	conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	s->d = d;
+	c->d = d;
+	c->refs = 1;
+	c->id = ++s->next_id;
+	msgpack_zone_init(&c->zone, 2048);
+	proto_scan_reset(&c->scan);
+	uv_pipe_init(d->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	if (uv_pipe_open(&c->pipe, fd) < 0) {
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->pipe, conn_on_close);
+		return NULL;
+	}
+	conn_read_creds(c);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	c->last_activity_ms = now_ms();
+	return c;
+}
+
 /* Idle connections and messages that never complete (slowloris). */
 static void server_on_reaper(uv_timer_t *t)
 {

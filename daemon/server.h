@@ -85,6 +85,9 @@ void server_close_all(server *s);
 /* Unsent output of all connections plus requests in flight. */
 bool server_idle(const server *s);
 
+/* A connection on an already connected fd (tests, benchmark); not reading. */
+conn *server_conn_open(server *s, struct lmmsd *d, int fd);
+
 /* Replies. A notification (notify=true) is never answered. */
 void conn_reply_raw(conn *c, uint32_t msgid, const char *result, size_t len);
 void conn_reply_error(conn *c, uint32_t msgid, proto_err code, const char *fmt, ...)
