@@ -167,7 +167,8 @@ static uint64_t op_ttl_ms(const lmmsd *d, const op_info *op)
 
 /* After an op returned: reply, record heat, cache, stamp last use. */
 static void call_complete(lmmsd *d, conn *c, op_info *op, uint32_t msgid, bool notify,
-			  lmms_call *call, int rc, uint64_t ns, const char *params, size_t plen)
+			  lmms_call *call, int rc, uint64_t ns, uint32_t weight, const char *params,
+			  size_t plen)
 {
 	module *m = op->mod;
 	uint64_t now = now_ms();
@@ -175,7 +176,7 @@ static void call_complete(lmmsd *d, conn *c, op_info *op, uint32_t msgid, bool n
 	proto_err e = call_finish(call, rc, &msg);
 
 	m->last_used_ms = now;
-	heat_record(&d->heat, op, ns, now);
+	heat_record_weighted(&d->heat, op, ns, weight, now);
 	if (e == PROTO_OK) {
 		if (!notify && c)
 			conn_reply_raw(c, msgid, call->out.data, call->out.size);
@@ -229,7 +230,7 @@ static void work_done(uv_work_t *w, int status)
 
 	(void)status; /* work is never cancelled: shutdown waits for it */
 	call_complete(d, c->closing ? NULL : c, wr->op, wr->msgid, wr->notify, &wr->call, wr->rc,
-		      wr->ns, wr->params_bytes, wr->params_len);
+		      wr->ns, 1, wr->params_bytes, wr->params_len);
 	call_fini(&wr->call);
 	msgpack_zone_destroy(&wr->zone);
 	op_release(d, wr->op->mod);
@@ -299,8 +300,45 @@ static void run_inline(lmmsd *d, conn *c, const request *r, op_info *op)
 	m->refs++;
 	t0 = now_ns();
 	rc = op->fn(&call_host, &call, m->mstate);
-	call_complete(d, c, op, r->msgid, r->notify, &call, rc, now_ns() - t0, r->params,
+	call_complete(d, c, op, r->msgid, r->notify, &call, rc, now_ns() - t0, 1, r->params,
 		      r->params_len);
+	call_fini(&call);
+	msgpack_zone_clear(&c->zone);
+	op_release(d, m);
+}
+
+/*
+ * ZAFP critical: the inline path minus what measurably costs without
+ * deciding anything about the answer (heat.c has the numbers): the result
+ * buffer is reused instead of malloc'd and freed per call, and one call in
+ * HEAT_SAMPLE_EVERY is timed. Errors, too_large and caching are unchanged.
+ */
+static void run_critical(lmmsd *d, conn *c, const request *r, op_info *op)
+{
+	module *m = op->mod;
+	bool timed = heat_sample_now(&op->heat);
+	msgpack_object params;
+	lmms_call call;
+	uint64_t t0 = 0, ns = 0;
+	int rc;
+
+	if (params_unpack(&c->zone, r->params, r->params_len, &params) < 0) {
+		msgpack_zone_clear(&c->zone);
+		reply_error(d, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
+		return;
+	}
+	call_init(&call, &params, d->cfg.server.max_result_bytes, m->name);
+	heat_result_buf_take(&d->heat, &call.out.data, &call.out.alloc);
+	m->refs++;
+	if (timed)
+		t0 = now_ns();
+	rc = op->fn(&call_host, &call, m->mstate);
+	if (timed)
+		ns = now_ns() - t0;
+	call_complete(d, c, op, r->msgid, r->notify, &call, rc, ns, timed ? HEAT_SAMPLE_EVERY : 0,
+		      r->params, r->params_len);
+	heat_result_buf_give(&d->heat, call.out.data, call.out.alloc);
+	memset(&call.out, 0, sizeof(call.out));
 	call_fini(&call);
 	msgpack_zone_clear(&c->zone);
 	op_release(d, m);
@@ -366,11 +404,26 @@ static op_info *dispatch_resolve(lmmsd *d, conn *c, const request *r)
 	return op;
 }
 
+/* Answer r from the cache if it holds a live entry. */
+static bool dispatch_cache(lmmsd *d, conn *c, const request *r, op_info *op, uint64_t now)
+{
+	cache_entry *ce = cache_get(&d->cache, op->method, op->method_len, r->params,
+				    r->params_len, now);
+
+	if (!ce)
+		return false;
+	if (ce->negative)
+		reply_error(d, c, r, PROTO_E_MODULE_ERROR, "%.*s", (int)ce->val_len,
+			    cache_entry_value(ce));
+	else if (!r->notify)
+		conn_reply_raw(c, r->msgid, cache_entry_value(ce), ce->val_len);
+	return true;
+}
+
 static void dispatch_request(lmmsd *d, conn *c, const request *r)
 {
 	uint64_t now = now_ms();
 	fastpath *fp;
-	cache_entry *ce;
 	op_info *op;
 	module *m;
 	int rc;
@@ -386,10 +439,18 @@ static void dispatch_request(lmmsd *d, conn *c, const request *r)
 	}
 
 	/* ZAFP: an entry exists only while its module is callable (entries
-	 * are dropped before any unload starts), so no check is needed. */
+	 * are dropped before any unload starts), so no check is needed. A hot
+	 * PURE op still answers from the cache first: a hit is cheaper than
+	 * any call. */
 	fp = heat_lookup(&d->heat, r->method, r->method_len, now);
 	if (fp) {
-		run_op(d, c, r, fp->op);
+		op = fp->op;
+		if ((op->flags & LMMS_OP_PURE) && dispatch_cache(d, c, r, op, now))
+			return;
+		if (op->heat.level == HEAT_CRITICAL && !(op->flags & LMMS_OP_BLOCKING))
+			run_critical(d, c, r, op);
+		else
+			run_op(d, c, r, op);
 		return;
 	}
 
@@ -409,18 +470,8 @@ static void dispatch_request(lmmsd *d, conn *c, const request *r)
 	}
 
 	/* The cache comes before the load: a hit never maps the module. */
-	if (op->flags & LMMS_OP_PURE) {
-		ce = cache_get(&d->cache, op->method, op->method_len, r->params, r->params_len,
-			       now);
-		if (ce) {
-			if (ce->negative)
-				reply_error(d, c, r, PROTO_E_MODULE_ERROR, "%.*s", (int)ce->val_len,
-					    cache_entry_value(ce));
-			else if (!r->notify)
-				conn_reply_raw(c, r->msgid, cache_entry_value(ce), ce->val_len);
-			return;
-		}
-	}
+	if ((op->flags & LMMS_OP_PURE) && dispatch_cache(d, c, r, op, now))
+		return;
 
 	rc = registry_load(&d->reg, m);
 	if (rc < 0) {

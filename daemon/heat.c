@@ -119,6 +119,29 @@ void heat_fini(heat *h)
 	while (h->lru.lru_next != &h->lru)
 		fastpath_remove(h, h->lru.lru_next);
 	hmap_fini(&h->table);
+	free(h->result_buf);
+	h->result_buf = NULL;
+	h->result_cap = 0;
+}
+
+void heat_result_buf_take(heat *h, char **data, size_t *cap)
+{
+	*data = h->result_buf;
+	*cap = h->result_cap;
+	h->result_buf = NULL;
+	h->result_cap = 0;
+}
+
+void heat_result_buf_give(heat *h, char *data, size_t cap)
+{
+	if (!data)
+		return;
+	if (cap > HEAT_RESULT_BUF_MAX || h->result_buf) {
+		free(data);
+		return;
+	}
+	h->result_buf = data;
+	h->result_cap = cap;
 }
 
 static void fastpath_add(heat *h, op_info *op, uint64_t now_ms)
@@ -167,11 +190,18 @@ fastpath *heat_lookup(heat *h, const char *method, uint32_t len, uint64_t now_ms
 
 void heat_record(heat *h, op_info *op, uint64_t ns, uint64_t now_ms)
 {
+	heat_record_weighted(h, op, ns, 1, now_ms);
+}
+
+void heat_record_weighted(heat *h, op_info *op, uint64_t ns, uint32_t weight, uint64_t now_ms)
+{
 	op_heat *oh = &op->heat;
 
 	oh->calls++;
-	oh->total_ns += ns;
-	oh->hist[hist_bucket(ns)]++;
+	if (weight) {
+		oh->total_ns += ns * weight;
+		oh->hist[hist_bucket(ns)] += weight;
+	}
 	oh->last_call_ms = now_ms;
 	if (oh->count < UINT32_MAX)
 		oh->count++;

@@ -53,6 +53,13 @@ typedef struct op_heat {
 	fastpath *fp; /* non-NULL while the op has a fast-path entry */
 } op_heat;
 
+/* Critical inline calls time one call in this many (a power of two); the
+ * sample is recorded with this weight, so averages and percentiles stay
+ * unbiased. See the measurements at the top of heat.c. */
+#define HEAT_SAMPLE_EVERY 16
+/* The critical path keeps its result buffer for the next call up to this. */
+#define HEAT_RESULT_BUF_MAX (64 * 1024)
+
 typedef struct heat {
 	const struct config *cfg;
 	hmap table; /* method bytes -> fastpath */
@@ -60,6 +67,8 @@ typedef struct heat {
 	uint32_t n_paths;
 	uint64_t hits; /* zafp_hits */
 	uint64_t evictions;
+	char *result_buf; /* the critical path's reusable result buffer (loop thread) */
+	size_t result_cap;
 } heat;
 
 void heat_init(heat *h, const struct config *cfg);
@@ -70,6 +79,20 @@ fastpath *heat_lookup(heat *h, const char *method, uint32_t len, uint64_t now_ms
 
 /* Record one finished call of op taking ns; may promote it to a fast path. */
 void heat_record(heat *h, struct op_info *op, uint64_t ns, uint64_t now_ms);
+/* Same, for a sampled call: weight 0 = not timed (counted only), else ns
+ * stands for weight calls' worth of the latency distribution. */
+void heat_record_weighted(heat *h, struct op_info *op, uint64_t ns, uint32_t weight,
+			  uint64_t now_ms);
+/* Is the next call of a critical op one to time? */
+static inline bool heat_sample_now(const op_heat *oh)
+{
+	return (oh->calls & (HEAT_SAMPLE_EVERY - 1)) == 0;
+}
+
+/* Lend the critical path's result buffer (NULL/0 when none is kept) and take
+ * it back after the call; one over HEAT_RESULT_BUF_MAX is freed instead. */
+void heat_result_buf_take(heat *h, char **data, size_t *cap);
+void heat_result_buf_give(heat *h, char *data, size_t cap);
 
 /* Age every count (the decay timer); demotes ops that cooled. */
 void heat_decay(heat *h, struct op_info *const *ops, uint32_t n_ops);
