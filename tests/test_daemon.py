@@ -435,7 +435,11 @@ def test_non_reading_client_is_bounded(daemon):
         assert not t.is_alive() and not failure
         assert seen == set(range(n))
         hog.close()
-        assert watcher.stats()["rss_bytes"] < base + 64 * MIB
+        # ASan's quarantine keeps up to 256 MiB of freed memory resident:
+        # after 200 MB went through, only an uninstrumented daemon's RSS
+        # says anything.
+        if not is_mapped(d.pid, "libasan"):
+            assert watcher.stats()["rss_bytes"] < base + 64 * MIB
 
 
 # ---- notifications ----
