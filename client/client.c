@@ -26,7 +26,9 @@
 #define LMMS_EXPORT __attribute__((visibility("default")))
 
 #define CLIENT_MAX_RESPONSE_BYTES (64u * 1024 * 1024)
-#define CLIENT_MAX_DEPTH PROTO_DEPTH_HARD_MAX
+/* msgpack-c's unpacker stops at 32 levels: deeper could pass the scan and
+ * then fail to decode. */
+#define CLIENT_MAX_DEPTH 32u
 #define CLIENT_MAX_ELEMENTS (16u * 1024 * 1024)
 #define CLIENT_DEFAULT_TIMEOUT_MS 30000u
 #define CLIENT_READ_CHUNK 65536u
@@ -45,31 +47,7 @@ struct lmms_client {
 
 LMMS_EXPORT int lmms_client_default_socket(char *buf, size_t n)
 {
-	const char *env = getenv("LMMS_SOCKET");
-	int r;
-
-	if (!buf || n == 0)
-		return -EINVAL;
-
-	if (env && *env) {
-		r = snprintf(buf, n, "%s", env);
-	} else if (geteuid() == 0) {
-		r = snprintf(buf, n, "%s", "/run/lmms/lmmsd.sock");
-	} else {
-		const char *xdg = getenv("XDG_RUNTIME_DIR");
-
-		/* Without XDG_RUNTIME_DIR (su, cron) fall back to where
-		 * systemd-logind would have put it. */
-		if (xdg && *xdg)
-			r = snprintf(buf, n, "%s/lmms/lmmsd.sock", xdg);
-		else
-			r = snprintf(buf, n, "/run/user/%u/lmms/lmmsd.sock", (unsigned)geteuid());
-	}
-	if (r < 0)
-		return -EINVAL;
-	if ((size_t)r >= n)
-		return -ENAMETOOLONG;
-	return 0;
+	return proto_default_socket(buf, n);
 }
 
 static int fd_connect(const char *path)

@@ -35,23 +35,6 @@ static void usage(FILE *f)
 		LMMS_CONFIG_FILE_DEFAULT, LMMS_MODULE_DIR_DEFAULT);
 }
 
-static int default_socket(char *buf, size_t n)
-{
-	const char *env = getenv("LMMS_SOCKET");
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int r;
-
-	if (env && *env)
-		r = snprintf(buf, n, "%s", env);
-	else if (geteuid() == 0)
-		r = snprintf(buf, n, "/run/lmms/lmmsd.sock");
-	else if (xdg && *xdg)
-		r = snprintf(buf, n, "%s/lmms/lmmsd.sock", xdg);
-	else
-		r = snprintf(buf, n, "/tmp/lmms-%u/lmmsd.sock", (unsigned)geteuid());
-	return r < 0 || (size_t)r >= n ? -ENAMETOOLONG : 0;
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -138,7 +121,7 @@ int main(int argc, char **argv)
 			    ? -ENAMETOOLONG
 			    : 0;
 	else
-		r = default_socket(d->socket_path, sizeof(d->socket_path));
+		r = proto_default_socket(d->socket_path, sizeof(d->socket_path));
 	if (r < 0) {
 		log_err("socket path too long");
 		return 1;

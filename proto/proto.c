@@ -8,7 +8,10 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const err_names[PROTO_E__MAX] = {
 	[PROTO_OK] = "ok",
@@ -262,4 +265,25 @@ int proto_pack_cstr(msgpack_packer *pk, const char *s)
 	if (!pk || !s)
 		return -EINVAL;
 	return pack_name(pk, s, strlen(s));
+}
+
+int proto_default_socket(char *buf, size_t n)
+{
+	const char *env = getenv("LMMS_SOCKET");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	int r;
+
+	if (!buf || n == 0)
+		return -EINVAL;
+	if (env && *env)
+		r = snprintf(buf, n, "%s", env);
+	else if (geteuid() == 0)
+		r = snprintf(buf, n, "%s", "/run/lmms/lmmsd.sock");
+	else if (xdg && *xdg)
+		r = snprintf(buf, n, "%s/lmms/lmmsd.sock", xdg);
+	else
+		r = snprintf(buf, n, "/run/user/%u/lmms/lmmsd.sock", (unsigned)geteuid());
+	if (r < 0)
+		return -EINVAL;
+	return (size_t)r >= n ? -ENAMETOOLONG : 0;
 }

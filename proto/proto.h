@@ -138,6 +138,15 @@ int proto_pack_response_error(msgpack_packer *pk, uint32_t msgid, proto_err code
 int proto_pack_response_error_str(msgpack_packer *pk, uint32_t msgid, const char *code,
 				  const char *message);
 
+/*
+ * The default socket path of DESIGN.md §6, shared by daemon and clients:
+ * $LMMS_SOCKET, else /run/lmms/lmmsd.sock for root, else
+ * $XDG_RUNTIME_DIR/lmms/lmmsd.sock, else /run/user/UID/lmms/lmmsd.sock
+ * (where logind would have put it; never a guessable name in /tmp, which
+ * another user could squat). -ENAMETOOLONG if it does not fit in n bytes.
+ */
+int proto_default_socket(char *buf, size_t n);
+
 /* Pack a str from a NUL-terminated C string. */
 int proto_pack_cstr(msgpack_packer *pk, const char *s);
 
