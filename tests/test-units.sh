@@ -50,6 +50,28 @@ for unit in lmmsd.socket lmmsd.service; do
 	fi
 done
 
+# --- the hardening the issue asks for at least, and what must stay out
+for want in ProtectSystem=strict ProtectHome=yes PrivateTmp=yes NoNewPrivileges=yes \
+	RestrictAddressFamilies=AF_UNIX MemoryDenyWriteExecute=yes \
+	SystemCallFilter=@system-service CapabilityBoundingSet= RuntimeDirectory=lmms \
+	StateDirectory=lmms Type=notify WatchdogSec=; do
+	if ! grep -q "^$want" "$tmp/lmmsd.service"; then
+		echo "FAIL: lmmsd.service lacks $want" >&2
+		fail=1
+	fi
+done
+# PrivateUsers= would map every client to nobody: no admin, one uid for all caps
+if grep -q '^PrivateUsers=' "$tmp/lmmsd.service"; then
+	echo "FAIL: lmmsd.service sets PrivateUsers=" >&2
+	fail=1
+fi
+for want in ListenStream=/run/lmms/lmmsd.sock SocketMode=0660 SocketGroup=lmms; do
+	if ! grep -q "^$want\$" "$tmp/lmmsd.socket"; then
+		echo "FAIL: lmmsd.socket lacks $want" >&2
+		fail=1
+	fi
+done
+
 # --- security: the overall exposure, parsed from the last line
 # ("→ Overall exposure level for lmmsd.service: 0.5 SAFE 😀")
 if ! systemd-analyze security --offline=true --threshold=20 "$tmp/lmmsd.service" \
