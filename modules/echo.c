@@ -4,7 +4,8 @@
  * It exists for clients and tests: echo.ping proves the whole path (load,
  * params, result) works, echo.sleep occupies a worker thread for a known time
  * (BLOCKING dispatch, in-flight refs, timeouts), echo.fail produces a
- * module_error on demand and echo.upper is a cheap PURE op for cache tests.
+ * module_error on demand (echo.fail_pure the same, flagged PURE, for negative
+ * caching) and echo.upper is a cheap PURE op for cache tests.
  */
 #include <lmms/lmms-module.h>
 
@@ -94,6 +95,8 @@ static const lmms_op echo_ops[] = {
 	{ .name = "sleep", .fn = op_sleep, .flags = LMMS_OP_BLOCKING },
 	{ .name = "fail", .fn = op_fail, .flags = 0 },
 	{ .name = "upper", .fn = op_upper, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0 },
+	/* echo.fail declared PURE: what negative caching applies to */
+	{ .name = "fail_pure", .fn = op_fail, .flags = LMMS_OP_PURE },
 };
 
 LMMS_MODULE_DEFINE(echo, "1.0", echo_ops, NULL, NULL, NULL)
