@@ -375,6 +375,10 @@ static void conn_read_creds(conn *c)
 	len = sizeof(c->groups);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, c->groups, &len) == 0)
 		c->n_groups = len / sizeof(gid_t);
+	else if (errno == ERANGE)
+		/* the kernel fills all or nothing: say why admin_group may not match */
+		log_warn("pid %d uid %u is in %u groups; only its primary gid counts for access.admin_group",
+			 (int)c->pid, (unsigned)c->uid, (unsigned)(len / sizeof(gid_t)));
 #endif
 }
 
