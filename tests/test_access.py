@@ -394,3 +394,14 @@ def test_message_timeout_leaves_quiet_connections_alone(daemon):
     with d.client() as c:
         assert not closed_by_daemon(c, timeout=1.0)
         assert c.ping() == "pong"
+
+
+def test_peer_with_more_groups_than_kept(shared_daemon):
+    """SO_PEERGROUPS is all or nothing: a peer in many groups is still
+    served, its primary gid still counts, and the log says why the others do not."""
+    other = gid_of(OTHER_GROUP)
+    d = shared_daemon("--set", "access.admin_group=" + OTHER_GROUP, *UNLOADABLE)
+    many = [NOBODY] + list(range(20000, 20100))
+    assert as_other(d.socket, [["lmms.ping"]], groups=many) == [{"ok": "pong"}]
+    assert "only its primary gid counts" in d.log()
+    assert_admin_allowed(as_other(d.socket, ADMIN_CALLS, gid=other, groups=many))
