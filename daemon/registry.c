@@ -152,13 +152,18 @@ int registry_init(registry *r, const char *dir, const config *cfg)
 	return registry_scan(r);
 }
 
+static int module_unload(registry *r, module *m, bool ask, const char **reason);
+
 void registry_fini(registry *r)
 {
 	for (uint32_t i = 0; i < r->n_mods; i++) {
 		module *m = r->mods[i];
 
+		/* The daemon is leaving: a can_unload veto protects data while
+		 * the daemon lives, but at exit skipping fini would only leak
+		 * it (and whatever else the module holds). */
 		if (m->handle)
-			registry_unload(r, m, NULL);
+			module_unload(r, m, false, NULL);
 	}
 	for (uint32_t i = 0; i < r->n_mods; i++)
 		module_free(r->mods[i]);
@@ -526,7 +531,8 @@ fail:
 	return rc;
 }
 
-int registry_unload(registry *r, module *m, const char **reason)
+/* ask: consult the module's can_unload (everywhere but at exit). */
+static int module_unload(registry *r, module *m, bool ask, const char **reason)
 {
 	const char *why = NULL;
 	int64_t rss_before, rss_after;
@@ -539,7 +545,7 @@ int registry_unload(registry *r, module *m, const char **reason)
 			*reason = "operations in flight";
 		return -EBUSY;
 	}
-	if (m->desc.can_unload && m->desc.can_unload(&call_host, m->mstate, &why) != 0) {
+	if (ask && m->desc.can_unload && m->desc.can_unload(&call_host, m->mstate, &why) != 0) {
 		if (reason)
 			*reason = why ? why : "the module refused";
 		m->blocked[LUGS_VETO]++;
@@ -584,4 +590,9 @@ int registry_unload(registry *r, module *m, const char **reason)
 	log_info("module %s unloaded (%lld KiB returned)", m->name,
 		 (long long)(m->reclaimed_bytes / 1024));
 	return 0;
+}
+
+int registry_unload(registry *r, module *m, const char **reason)
+{
+	return module_unload(r, m, true, reason);
 }
