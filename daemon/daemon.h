@@ -60,6 +60,7 @@ typedef struct lmmsd {
 	lmmsd_stats st;
 	uint64_t start_ms;
 	uint64_t last_trim_ms;
+	bool trim_pending; /* an unload freed heap that malloc_trim has not returned yet */
 	bool shutting_down;
 	uint64_t shutdown_deadline_ms;
 	uid_t uid;

@@ -57,15 +57,20 @@ static void lugs_count_blocked(lmmsd *d, module *m, lugs_check which)
 	d->st.lugs_unload_blocked++;
 }
 
-/* Give freed heap back to the kernel, at most once per sweep interval, and
- * count what it measurably returned. */
+/* Give the heap that unloads freed back to the kernel, at most once per
+ * sweep interval, and count what it measurably returned. A trim that the
+ * rate limit put off stays pending for the next sweep, so the heap of the
+ * last unloads of a burst is not kept until some later unload. */
 static void lugs_trim(lmmsd *d)
 {
 	uint64_t now = now_ms();
 	int64_t before, after;
 
+	if (!d->trim_pending)
+		return;
 	if (d->last_trim_ms && now - d->last_trim_ms < d->cfg.lugs.sweep_interval_ms)
 		return;
+	d->trim_pending = false;
 	d->last_trim_ms = now;
 	before = rss_bytes();
 	malloc_trim(0);
@@ -84,7 +89,7 @@ static int lugs_unload(lmmsd *d, module *m, lugs_check *which, const char **reas
 		*which = m->refs ? LUGS_REFS : LUGS_VETO;
 		return r;
 	}
-	lugs_trim(d);
+	d->trim_pending = true;
 	return r;
 }
 
@@ -105,7 +110,9 @@ int lugs_try_unload(lmmsd *d, module *m, bool force, lugs_check *which, const ch
 		lugs_count_blocked(d, m, *which);
 		return r;
 	}
-	return lugs_unload(d, m, which, reason);
+	r = lugs_unload(d, m, which, reason);
+	lugs_trim(d);
+	return r;
 }
 
 static int lru_cmp(const void *a, const void *b)
@@ -158,6 +165,8 @@ void lugs_sweep(lmmsd *d)
 		if (lugs_unload(d, m, &which, &reason) == -EBUSY)
 			log_debug("lugs: %s refused: %s", m->name, reason ? reason : "busy");
 	}
+	/* once, after all of this sweep's unloads */
+	lugs_trim(d);
 }
 
 static void lugs_on_timer(uv_timer_t *t)
