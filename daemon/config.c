@@ -15,6 +15,19 @@
  */
 #include "config.h"
 
+/* The daemon's build names SYSCONFDIR/lmms/lmmsd.conf, where meson installs
+ * the template; the unit tests compile this file alone and get the /usr one. */
+#ifdef __has_include
+#if __has_include("lmms-build-config.h")
+#include "lmms-build-config.h"
+#endif
+#endif
+#ifdef LMMS_CONFIG_FILE_DEFAULT
+#define CONFIG_FILE_BUILT LMMS_CONFIG_FILE_DEFAULT
+#else
+#define CONFIG_FILE_BUILT CONFIG_DEFAULT_FILE
+#endif
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -1184,7 +1197,7 @@ int config_load(config *c, const char *path, const char *const *overrides, size_
 		err[0] = '\0';
 	config_init_defaults(c);
 	if (!path)
-		path = CONFIG_DEFAULT_FILE;
+		path = CONFIG_FILE_BUILT;
 	if (!*path) {
 		err_set(err, errlen, "the configuration file name is empty");
 		return -EINVAL;
