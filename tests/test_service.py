@@ -360,13 +360,17 @@ def wait_connect(path, proc):
     poll(ok, "connect to %s" % path)
 
 
-def test_socket_activation(spawn, tmp_path):
+@pytest.mark.parametrize("own_path", ["same", "other"])
+def test_socket_activation(spawn, tmp_path, own_path):
+    """Under systemd LMMS_SOCKET names the very path of the inherited socket
+    ("same"), which the daemon must neither replace nor remove; a different
+    --socket ("other") must not be bound either: the inherited socket wins."""
     ssa = "/usr/bin/systemd-socket-activate"
     if not os.path.exists(ssa):
         pytest.fail("systemd-socket-activate not found (Debian package systemd)")
     sock = tmp_path / "s.sock"
-    # --socket names a path nobody listens on: the inherited socket must win
-    p = spawn([ssa, "-l", str(sock), lmmsd_exe(), "--socket", str(tmp_path / "unused.sock"),
+    own = sock if own_path == "same" else tmp_path / "unused.sock"
+    p = spawn([ssa, "-l", str(sock), lmmsd_exe(), "--socket", str(own),
                "--module-dir", module_dir()])
     wait_connect(str(sock), p)  # systemd-socket-activate binds, then execs on first use
     with lmms.Client(str(sock), timeout=DEADLINE) as c:
@@ -376,10 +380,14 @@ def test_socket_activation(spawn, tmp_path):
          "log names the inherited socket")
     # systemd-socket-activate execs lmmsd in its own process
     poll(lambda: open("/proc/%d/comm" % p.pid).read().strip() == "lmmsd", "exec of lmmsd")
-    assert not (tmp_path / "unused.sock").exists()
+    inode = os.stat(sock).st_ino
+    assert "stale socket" not in p.log()
+    if own_path == "other":
+        assert not own.exists()
     assert p.stop() == 0
     # it did not bind the socket, so it must not remove it
     assert sock.exists(), "lmmsd removed a socket it had inherited"
+    assert os.stat(sock).st_ino == inode
 
 
 class NotifySocket:
