@@ -6,7 +6,11 @@
  * temporary socket) for a cold-module first call, a warm call, a hot call,
  * a critical call and a cache hit. Not a test: it prints a table.
  *
- *   bench-dispatch [-n CALLS] [-m MODULE_DIR] [-d LMMSD]
+ *   bench-dispatch [-n CALLS] [-m MODULE_DIR] [-d LMMSD] [-u]
+ *
+ * Client and daemon are pinned to one CPU (the daemon inherits it) so a round
+ * trip costs two context switches, not a cross-CPU wake-up whose cost swings
+ * with what else the machine runs; -u leaves them unpinned.
  *
  * Defaults come from the build tree, so `./build/bench/bench-dispatch` works.
  */
@@ -14,6 +18,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <msgpack.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -545,9 +550,10 @@ int main(int argc, char **argv)
 							   : BENCH_MODULE_DIR;
 	const char *lmmsd_path = BENCH_LMMSD;
 	uint32_t calls = 500000;
+	bool pin = true;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:m:d:h")) != -1) {
+	while ((opt = getopt(argc, argv, "n:m:d:uh")) != -1) {
 		switch (opt) {
 		case 'n': {
 			unsigned long v = strtoul(optarg, NULL, 10);
@@ -565,13 +571,26 @@ int main(int argc, char **argv)
 		case 'd':
 			lmmsd_path = optarg;
 			break;
+		case 'u':
+			pin = false;
+			break;
 		default:
-			fprintf(stderr, "usage: %s [-n CALLS] [-m MODULE_DIR] [-d LMMSD]\n", argv[0]);
+			fprintf(stderr, "usage: %s [-n CALLS] [-m MODULE_DIR] [-d LMMSD] [-u]\n",
+				argv[0]);
 			return opt == 'h' ? 0 : 2;
 		}
 	}
 	log_init(LOG_LVL_WARNING);
 	signal(SIGPIPE, SIG_IGN);
+	if (pin) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(sched_getcpu() > 0 ? sched_getcpu() : 0, &set);
+		if (sched_setaffinity(0, sizeof(set), &set) < 0)
+			perror("sched_setaffinity (continuing unpinned)");
+	}
+	printf("lmms bench-dispatch: %s\n", pin ? "client and daemon on one CPU" : "unpinned");
 	if (bench_inproc(module_dir, calls) < 0)
 		return 1;
 	fflush(stdout);

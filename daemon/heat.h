@@ -10,9 +10,27 @@
  * while any of its ops has an entry. A decay timer halves counts so paths
  * that went quiet cool down and lose entry and protection.
  *
- * Safety: entries are only created, used and removed on the loop thread, and
- * registry_unload calls heat_forget_module before it runs fini, so no entry
- * can outlive the code it points at.
+ * Critical ops (see heat.c for the measurements) are run by dispatch with a
+ * reused result buffer and sampled timing; their answers are identical.
+ *
+ * Why no fast path ever calls into a module that is being unloaded:
+ *  1. Everything that creates, looks up, uses or removes an entry runs on
+ *     the loop thread (dispatch, heat_record from call completion, the decay
+ *     timer, LUGS, lmms.unload), so none of it interleaves with an unload.
+ *  2. An entry is only created while module_callable(m) holds (handle set,
+ *     not unloading): fastpath_add checks it.
+ *  3. registry_unload refuses while m->refs > 0; every call, inline or on the
+ *     thread pool, holds a ref from before op->fn is read until after its
+ *     completion (heat_record included) ran; a pool worker uses the fn and
+ *     state captured under that ref, never the entry.
+ *  4. Past that check registry_unload sets m->unloading, clears every
+ *     op->fn and calls on_unload -> heat_forget_module, which removes all of
+ *     m's entries, all before fini and dlclose. From then on heat_lookup
+ *     cannot find them, and (2) keeps new ones out until a load succeeded.
+ *  5. An op_info is never freed before registry_fini (heat_fini runs first),
+ *     so an entry's op pointer itself is always valid.
+ * tests/test_zafp.py::test_unload_racing_hot_fast_path drives this under
+ * ASan: pipelined hot calls while decay, LUGS and forced unloads cycle echo.
  */
 #ifndef LMMS_HEAT_H
 #define LMMS_HEAT_H
