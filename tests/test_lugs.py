@@ -154,6 +154,27 @@ def test_loaded_module_is_mapped_until_unload(lugs_daemon):
         assert not mapped(d.pid, "echo")
 
 
+def mapped_objects(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {line.split()[-1] for line in f if ".so" in line.split()[-1]}
+
+
+def test_unloaded_modules_leave_no_library_mapped(lugs_daemon):
+    # A module's libraries must leave with it: a -z nodelete dependency
+    # (Debian's libcrypto.so.3 is one) would stay resident for good.
+    d = lugs_daemon(*FAST, "--set", "cache.default_ttl=200ms")
+    with d.client() as c:
+        idle = mapped_objects(d.pid)
+        c.call("hash.sha256", "abc")
+        c.call("json.canonical", "[1]")
+        c.call("zstd.version")
+        c.call("sqlite.version")
+        assert any(p.endswith("/hash.so") for p in mapped_objects(d.pid))
+        wait_for(lambda: c.stats()["modules_resident"] == 0, "every module unloaded")
+        left = mapped_objects(d.pid) - idle
+        assert not left, "still mapped after every module was unloaded: %s" % sorted(left)
+
+
 # ---- memory, measured ----
 
 def test_bigtable_rss_comes_back(lugs_daemon, tmp_path):
