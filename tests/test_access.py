@@ -244,6 +244,10 @@ def test_module_dir_writable_by_others_is_refused(daemon, moddir):
     assert "module directory %s is writable" % moddir in msg, msg
 
 
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to chown")
+
+
+@needs_root
 def test_module_file_of_another_uid_is_refused(daemon, moddir):
     os.chown(moddir / "hash.so", NOBODY, NOBODY)
     os.chmod(moddir / "hash.so", 0o755)
@@ -252,6 +256,7 @@ def test_module_file_of_another_uid_is_refused(daemon, moddir):
     assert "hash.so" in msg and "refusing" in msg, msg
 
 
+@needs_root
 def test_module_dir_of_another_uid_is_refused(daemon, moddir):
     os.chown(moddir, NOBODY, NOBODY)
     d = daemon("--module-dir", moddir)
