@@ -72,6 +72,14 @@ static void lmmsd_on_decay(uv_timer_t *t)
 
 static void lmmsd_arm_cache_timer(lmmsd *d);
 
+void lmmsd_cache_stored(lmmsd *d, uint64_t expires_ms)
+{
+	/* An entry that expires before the armed wake-up pulls it forward, so
+	 * no entry (nor the module dependency it holds) outlives its TTL. */
+	if (expires_ms < d->cache_timer_due_ms)
+		lmmsd_arm_cache_timer(d);
+}
+
 static void lmmsd_on_cache_timer(uv_timer_t *t)
 {
 	lmmsd *d = t->data;
@@ -89,7 +97,10 @@ static void lmmsd_arm_cache_timer(lmmsd *d)
 
 	if (next > every)
 		next = every;
-	uv_timer_start(&d->cache_timer, lmmsd_on_cache_timer, next ? next : 1, 0);
+	if (!next)
+		next = 1;
+	d->cache_timer_due_ms = now_ms() + next;
+	uv_timer_start(&d->cache_timer, lmmsd_on_cache_timer, next, 0);
 }
 
 static void lmmsd_start_timers(lmmsd *d)
@@ -304,6 +315,7 @@ int lmmsd_reload(lmmsd *d, char *msg, size_t msglen)
 	lmmsd_apply_limits(d);
 	lmmsd_resolve_admin_group(d);
 	cache_set_limits(&d->cache, d->cfg.cache.max_bytes, d->cfg.cache.max_entries);
+	heat_trim(&d->heat);
 	lmmsd_start_timers(d);
 	log_info("configuration reloaded");
 	snprintf(msg, msglen, "ok");

@@ -60,6 +60,7 @@ typedef struct lmmsd {
 	lmmsd_stats st;
 	uint64_t start_ms;
 	uint64_t last_trim_ms;
+	uint64_t cache_timer_due_ms;
 	bool trim_pending; /* an unload freed heap that malloc_trim has not returned yet */
 	bool shutting_down;
 	uint64_t shutdown_deadline_ms;
@@ -74,6 +75,8 @@ int lmmsd_start(lmmsd *d, int listen_fd);
 void lmmsd_shutdown(lmmsd *d); /* begin a graceful stop */
 void lmmsd_fini(lmmsd *d);
 int lmmsd_reload(lmmsd *d, char *msg, size_t msglen);
+/* A cache entry expiring at expires_ms was stored. */
+void lmmsd_cache_stored(lmmsd *d, uint64_t expires_ms);
 
 /* LUGS (lifecycle.c) */
 void lugs_start(lmmsd *d);

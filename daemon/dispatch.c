@@ -180,18 +180,20 @@ static void call_complete(lmmsd *d, conn *c, op_info *op, uint32_t msgid, bool n
 	if (e == PROTO_OK) {
 		if (!notify && c)
 			conn_reply_raw(c, msgid, call->out.data, call->out.size);
-		if ((op->flags & LMMS_OP_PURE) && d->cfg.cache.max_bytes)
-			cache_put(&d->cache, op, params, plen, call->out.data, call->out.size,
-				  op_ttl_ms(d, op), false, now);
+		if ((op->flags & LMMS_OP_PURE) && d->cfg.cache.max_bytes &&
+		    cache_put(&d->cache, op, params, plen, call->out.data, call->out.size,
+			      op_ttl_ms(d, op), false, now) == 0)
+			lmmsd_cache_stored(d, now + op_ttl_ms(d, op));
 	} else {
 		if (!notify && c)
 			conn_reply_error(c, msgid, e, "%s", msg);
 		else
 			d->st.errors_total++;
 		if (e == PROTO_E_MODULE_ERROR && (op->flags & LMMS_OP_PURE) &&
-		    d->cfg.cache.negative_ttl_ms && d->cfg.cache.max_bytes)
-			cache_put(&d->cache, op, params, plen, msg, strlen(msg),
-				  d->cfg.cache.negative_ttl_ms, true, now);
+		    d->cfg.cache.negative_ttl_ms && d->cfg.cache.max_bytes &&
+		    cache_put(&d->cache, op, params, plen, msg, strlen(msg),
+			      d->cfg.cache.negative_ttl_ms, true, now) == 0)
+			lmmsd_cache_stored(d, now + d->cfg.cache.negative_ttl_ms);
 	}
 }
 

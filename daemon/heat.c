@@ -171,16 +171,27 @@ void heat_result_buf_give(heat *h, char *data, size_t cap)
 	h->result_cap = cap;
 }
 
+/* Evict least recently used entries until at most max remain. */
+static void heat_evict_to(heat *h, uint32_t max)
+{
+	while (h->n_paths > max) {
+		h->evictions++;
+		fastpath_remove(h, h->lru.lru_prev);
+	}
+}
+
+void heat_trim(heat *h)
+{
+	heat_evict_to(h, h->cfg->zafp.max_hot_paths);
+}
+
 static void fastpath_add(heat *h, op_info *op, uint64_t now_ms)
 {
 	fastpath *fp;
 
 	if (!h->cfg->zafp.max_hot_paths || !module_callable(op->mod))
 		return;
-	while (h->n_paths >= h->cfg->zafp.max_hot_paths) {
-		h->evictions++;
-		fastpath_remove(h, h->lru.lru_prev);
-	}
+	heat_evict_to(h, h->cfg->zafp.max_hot_paths - 1);
 	fp = calloc(1, sizeof(*fp));
 	if (!fp)
 		return;

@@ -115,6 +115,9 @@ void heat_result_buf_give(heat *h, char *data, size_t cap);
 /* Age every count (the decay timer); demotes ops that cooled. */
 void heat_decay(heat *h, struct op_info *const *ops, uint32_t n_ops);
 
+/* Evict down to zafp.max_hot_paths (after a reload lowered it). */
+void heat_trim(heat *h);
+
 /* Drop every entry of module m (before it is unloaded). */
 void heat_forget_module(heat *h, struct module *m);
 
