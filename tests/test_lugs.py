@@ -410,14 +410,14 @@ def test_nodelete_is_pinned(lugs_daemon, tmp_path):
 # ---- cache dependencies ----
 
 def test_keep_while_cached(lugs_daemon):
-    d = lugs_daemon(*FAST, "--set", "cache.default_ttl=500ms")
+    d = lugs_daemon(*FAST, "--set", "cache.default_ttl=1s")
     with d.client() as c:
         digest = c.call("hash.sha256", "abc")
         assert digest.startswith("ba7816bf")
         m = mod(c, "hash")
         assert m["cache_deps"] >= 1 or m["state"] == "unloaded"
         m = wait_state(c, "hash", "unloaded")
-        # the grace period (300 ms) ran out before the entry (500 ms): the
+        # the grace period (300 ms) ran out before the entry (1 s): the
         # sweeps in between were refused by the cache dependency
         assert m["blocked"]["cached"] > 0, m
         assert m["cache_deps"] == 0
