@@ -35,6 +35,17 @@ def build_root():
     return Path(root)
 
 
+# Any of these in a daemon's log means the (ASan/UBSan-instrumented) daemon
+# found a bug: the test fails even if every assertion held.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "ERROR: UndefinedBehaviorSanitizer")
+
+
+def sanitizer_report(log):
+    """The first sanitizer mark found in log, or None."""
+    return next((m for m in SANITIZER_MARKS if m in log), None)
+
+
 LMMSCTL = "client/lmmsctl"
 LMMSD = "daemon/lmmsd"
 START_TIMEOUT = 10.0
@@ -143,9 +154,12 @@ def daemon(request, tmp_path_factory):
 
     bad = []
     for d in started:
-        status = d.stop()
+        status = d.stop()  # LSan's exit-time leak check runs in here
         if status != 0:
             bad.append("lmmsd (pid %d) exited with %s" % (d.pid, status))
+        if sanitizer_report(d.log()):
+            bad.append("lmmsd (pid %d) logged a sanitizer report:\n%s"
+                       % (d.pid, d.log()[-8000:]))
     if bad:
         pytest.fail("; ".join(bad))
 
