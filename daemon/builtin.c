@@ -99,7 +99,7 @@ static void pack_module(lmmsd *d, msgpack_packer *pk, const module *m)
 {
 	uint64_t now = now_ms();
 
-	msgpack_pack_map(pk, 18);
+	msgpack_pack_map(pk, 19);
 	pack_kv_str(pk, "name", m->name);
 	pack_kv_str(pk, "state", module_state_name(m->state));
 	pack_kv_str(pk, "policy", policy_name(config_module_policy(&d->cfg, m->name)));
@@ -116,6 +116,7 @@ static void pack_module(lmmsd *d, msgpack_packer *pk, const module *m)
 	pack_kv_str(pk, "version", m->desc.version && m->handle ? m->desc.version : "");
 	pack_kv_u64(pk, "load_failures", m->load_failures);
 	pack_kv_str(pk, "error", m->error);
+	pack_kv_str(pk, "pinned_by", m->pinned_by);
 	pack_kstr(pk, "blocked");
 	msgpack_pack_map(pk, LUGS_CHECK_MAX);
 	for (int i = 0; i < LUGS_CHECK_MAX; i++)

@@ -102,7 +102,7 @@ int lugs_try_unload(lmmsd *d, module *m, bool force, lugs_check *which, const ch
 		return m->state == MOD_PINNED ? 1 : 0;
 	if (m->state == MOD_PINNED) {
 		*which = LUGS_PROTECTED;
-		*reason = "pinned: glibc keeps it mapped";
+		*reason = "pinned: it stays mapped whatever dlclose does (see pinned_by)";
 		return -EBUSY;
 	}
 	r = lugs_run_checks(d, m, force, now_ms(), which);

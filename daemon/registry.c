@@ -290,16 +290,39 @@ static int module_check_file(module *m)
 	return 0;
 }
 
-/* Does the object carry DF_1_NODELETE (linked with -z nodelete)? */
-static bool module_has_nodelete(void *handle)
+static bool object_is_nodelete(const struct link_map *lm)
 {
-	struct link_map *lm = NULL;
-
-	if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) < 0 || !lm || !lm->l_ld)
+	if (!lm->l_ld)
 		return false;
 	for (const ElfW(Dyn) *d = lm->l_ld; d->d_tag != DT_NULL; d++)
 		if (d->d_tag == DT_FLAGS_1 && (d->d_un.d_val & DF_1_NODELETE))
 			return true;
+	return false;
+}
+
+/*
+ * Will glibc keep this module's memory mapped for good? True when the module
+ * or a library its dlopen brought in carries DF_1_NODELETE (-z nodelete, as
+ * Debian's libcrypto.so.3 does): unloading the module would then give back
+ * next to nothing. glibc appends the objects one dlopen maps to its list, so
+ * walking forward from the module's own entry, right after dlopen, visits
+ * exactly the module and the libraries it pulled in; libraries that were
+ * already mapped come earlier and do not pin it.
+ */
+static bool module_find_nodelete(void *handle, char *who, size_t n)
+{
+	struct link_map *lm = NULL;
+
+	if (dlinfo(handle, RTLD_DI_LINKMAP, &lm) < 0)
+		return false;
+	for (; lm; lm = lm->l_next) {
+		if (object_is_nodelete(lm)) {
+			const char *name = lm->l_name ? strrchr(lm->l_name, '/') : NULL;
+
+			snprintf(who, n, "%s", name ? name + 1 : lm->l_name ? lm->l_name : "?");
+			return true;
+		}
+	}
 	return false;
 }
 
@@ -452,6 +475,8 @@ int registry_load(registry *r, module *m)
 		rc = -EIO;
 		goto fail;
 	}
+	if (!was_pinned && module_find_nodelete(handle, m->pinned_by, sizeof(m->pinned_by)))
+		was_pinned = true; /* mapped for good from here on, whatever dlclose says */
 	entry = (lmms_module_entry_fn)dlsym(handle, LMMS_MODULE_ENTRY_NAME);
 	if (!entry) {
 		snprintf(m->error, sizeof(m->error), "no %s symbol: not an lmms module",
@@ -511,7 +536,7 @@ int registry_load(registry *r, module *m)
 	module_set_ops_callable(m, true);
 	if (!module_resident(m))
 		r->n_resident++;
-	m->state = (was_pinned || module_has_nodelete(handle)) ? MOD_PINNED : MOD_LOADED;
+	m->state = was_pinned ? MOD_PINNED : MOD_LOADED;
 	m->loads++;
 	r->loads++;
 	m->loaded_ms = m->last_used_ms = now_ms();
@@ -519,9 +544,10 @@ int registry_load(registry *r, module *m)
 		m->resident_bytes = rss_after > rss_before ? rss_after - rss_before : 0;
 	m->backoff_ms = 0;
 	m->error[0] = '\0';
-	log_info("module %s %s loaded (%u ops, %lld KiB resident%s)", m->name,
+	log_info("module %s %s loaded (%u ops, %lld KiB resident%s%s%s)", m->name,
 		 m->desc.version ? m->desc.version : "", m->n_ops,
-		 (long long)(m->resident_bytes / 1024), m->state == MOD_PINNED ? ", pinned" : "");
+		 (long long)(m->resident_bytes / 1024), m->state == MOD_PINNED ? ", pinned" : "",
+		 m->pinned_by[0] ? ": -z nodelete in " : "", m->pinned_by);
 	return 0;
 
 fail_close:
@@ -574,6 +600,7 @@ static int module_unload(registry *r, module *m, bool ask, const char **reason)
 	if (again) {
 		dlclose(again);
 		m->state = MOD_PINNED;
+		snprintf(m->pinned_by, sizeof(m->pinned_by), "%s", "glibc (still mapped after dlclose)");
 		m->reclaimed_bytes = 0;
 		log_notice("module %s stays mapped after dlclose: pinned", m->name);
 		return 1;

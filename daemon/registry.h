@@ -96,6 +96,7 @@ struct module {
 	uint64_t retry_at_ms; /* FAILED: no new attempt before */
 	uint64_t backoff_ms;
 	char error[MODULE_ERROR_MAX]; /* last load failure */
+	char pinned_by[64]; /* PINNED: the nodelete object, or why glibc kept it */
 };
 
 struct registry {

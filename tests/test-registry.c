@@ -288,6 +288,44 @@ START_TEST(nodelete_is_pinned)
 }
 END_TEST
 
+START_TEST(nodelete_dependency_pins)
+{
+	char src[PATH_MAX], dst[PATH_MAX];
+	registry r;
+	module *m;
+
+	/* the module is ordinary; the library it links is -z nodelete */
+	add_module("nodeletedep");
+	snprintf(src, sizeof(src), "%s/libpinlib.so", getenv("LMMS_TEST_MODULE_DIR"));
+	snprintf(dst, sizeof(dst), "%s/libpinlib.so", tmpdir);
+	copy_file(src, dst, 0755);
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "nodeletedep");
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_int_eq(m->state, MOD_PINNED);
+	ck_assert_str_eq(m->pinned_by, "libpinlib.so");
+	ck_assert_uint_eq(r.n_resident, 1);
+	registry_fini(&r);
+}
+END_TEST
+
+START_TEST(ordinary_module_is_not_pinned)
+{
+	registry r;
+	module *m;
+
+	/* json's dlopen maps libjansson too: a library that is not nodelete
+	 * must not pin it */
+	add_module("json");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "json");
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_int_eq(m->state, MOD_LOADED);
+	ck_assert_str_eq(m->pinned_by, "");
+	registry_fini(&r);
+}
+END_TEST
+
 /* One module that fails to load: error text, FAILED state, backoff. */
 static void check_load_fails(const char *name, int want_rc, const char *want_text)
 {
@@ -478,6 +516,8 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, unload_refused_while_in_flight);
 	tcase_add_test(tc, veto_blocks_unload);
 	tcase_add_test(tc, nodelete_is_pinned);
+	tcase_add_test(tc, nodelete_dependency_pins);
+	tcase_add_test(tc, ordinary_module_is_not_pinned);
 	tcase_add_test(tc, badabi_fails);
 	tcase_add_test(tc, badinit_fails);
 	tcase_add_test(tc, noentry_fails);
