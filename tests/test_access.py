@@ -108,7 +108,9 @@ def shared_daemon(request):
         pytest.fail("; ".join(bad))
 
 
-ADMIN_CALLS = [["lmms.load", "hash"], ["lmms.invalidate"], ["lmms.unload", "hash"],
+# json, not hash: hash may be pinned (libcrypto is -z nodelete) and then
+# refuses every unload, which is not what these tests are about.
+ADMIN_CALLS = [["lmms.load", "json"], ["lmms.invalidate"], ["lmms.unload", "json"],
                ["lmms.reload"]]
 ORDINARY_CALLS = [["lmms.ping"], ["hash.sha256", "abc"], ["lmms.stats"], ["lmms.config"]]
 SHA_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -117,7 +119,7 @@ UNLOADABLE = ("--set", "lugs.grace_period=0", "--set", "lugs.min_resident=0")
 
 def assert_admin_allowed(res):
     assert "ok" in res[0], res[0]
-    assert res[0]["ok"]["name"] == "hash" and res[0]["ok"]["state"] == "loaded"
+    assert res[0]["ok"]["name"] == "json" and res[0]["ok"]["state"] == "loaded"
     assert isinstance(res[1]["ok"], int)
     assert res[2] == {"ok": True}, res[2]
     assert res[3] == {"ok": True}, res[3]
@@ -139,7 +141,7 @@ def test_other_uid_is_denied_admin_but_served(shared_daemon):
     assert_admin_denied(as_other(d.socket, ADMIN_CALLS))
     with d.client() as c:  # the denied load did not load anything
         mods = {m["name"]: m for m in c.modules()}
-        assert mods["hash"]["state"] == "unloaded" and mods["hash"]["loads"] == 0
+        assert mods["json"]["state"] == "unloaded" and mods["json"]["loads"] == 0
     res = as_other(d.socket, ORDINARY_CALLS)
     assert res[0] == {"ok": "pong"}
     assert res[1] == {"ok": SHA_ABC}
@@ -174,9 +176,9 @@ def test_admin_group_that_does_not_exist_admits_nobody(shared_daemon):
 def test_root_is_admin(shared_daemon):
     d = shared_daemon(*UNLOADABLE)
     with d.client() as c:
-        assert c.call("lmms.load", "hash")["state"] == "loaded"
+        assert c.call("lmms.load", "json")["state"] == "loaded"
         assert isinstance(c.call("lmms.invalidate"), int)
-        assert c.call("lmms.unload", "hash") is True
+        assert c.call("lmms.unload", "json") is True
         assert c.call("lmms.reload") is True
 
 
