@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "registry.h"
+#include "util.h"
 
 /* The key is method, a NUL, then the params bytes: a method can never be a
  * prefix of another method's key. */
@@ -25,7 +26,7 @@ static size_t entry_bytes(const cache_entry *e)
 int cache_init(cache *c, uint64_t max_bytes, uint32_t max_entries)
 {
 	memset(c, 0, sizeof(*c));
-	c->lru.lru_next = c->lru.lru_prev = &c->lru;
+	list_init(&c->lru);
 	c->max_bytes = max_bytes;
 	c->max_entries = max_entries;
 	hmap_init(&c->map, 0);
@@ -74,18 +75,9 @@ static void heap_down(cache *c, uint32_t i)
 
 /* ---- entries ---- */
 
-static void lru_unlink(cache_entry *e)
+static cache_entry *entry_of(list_node *n)
 {
-	e->lru_prev->lru_next = e->lru_next;
-	e->lru_next->lru_prev = e->lru_prev;
-}
-
-static void lru_push_front(cache *c, cache_entry *e)
-{
-	e->lru_next = c->lru.lru_next;
-	e->lru_prev = &c->lru;
-	c->lru.lru_next->lru_prev = e;
-	c->lru.lru_next = e;
+	return container_of(n, cache_entry, lru);
 }
 
 static void entry_remove(cache *c, cache_entry *e)
@@ -93,7 +85,7 @@ static void entry_remove(cache *c, cache_entry *e)
 	uint32_t i = e->heap_idx, last = c->entries - 1;
 
 	hmap_del(&c->map, e->data, e->key_len);
-	lru_unlink(e);
+	list_unlink(&e->lru);
 	if (i != last) {
 		heap_swap(c, i, last);
 		c->entries--;
@@ -109,8 +101,8 @@ static void entry_remove(cache *c, cache_entry *e)
 
 void cache_fini(cache *c)
 {
-	while (c->lru.lru_next != &c->lru)
-		entry_remove(c, c->lru.lru_next);
+	while (!list_empty(&c->lru))
+		entry_remove(c, entry_of(c->lru.next));
 	free(c->heap);
 	hmap_fini(&c->map);
 	memset(c, 0, sizeof(*c));
@@ -120,7 +112,7 @@ static void cache_shrink_to(cache *c, uint64_t max_bytes, uint32_t max_entries)
 {
 	while (c->entries && (c->bytes > max_bytes || c->entries > max_entries)) {
 		c->evictions++;
-		entry_remove(c, c->lru.lru_prev);
+		entry_remove(c, entry_of(c->lru.prev));
 	}
 }
 
@@ -167,10 +159,7 @@ cache_entry *cache_get(cache *c, const char *method, size_t mlen, const char *pa
 		return NULL;
 	}
 	c->hits++;
-	if (c->lru.lru_next != e) {
-		lru_unlink(e);
-		lru_push_front(c, e);
-	}
+	list_move_front(&c->lru, &e->lru);
 	return e;
 }
 
@@ -213,7 +202,7 @@ int cache_put(cache *c, op_info *op, const char *params, size_t plen, const char
 		free(e);
 		return -ENOMEM;
 	}
-	lru_push_front(c, e);
+	list_push_front(&c->lru, &e->lru);
 	e->heap_idx = c->entries;
 	c->heap[c->entries++] = e;
 	heap_up(c, e->heap_idx);
@@ -245,11 +234,13 @@ uint64_t cache_next_expiry(const cache *c, uint64_t now_ms)
 
 uint32_t cache_invalidate(cache *c, const module *mod, const op_info *op)
 {
-	cache_entry *e, *next;
+	list_node *it, *next;
 	uint32_t n = 0;
 
-	for (e = c->lru.lru_next; e != &c->lru; e = next) {
-		next = e->lru_next;
+	for (it = c->lru.next; it != &c->lru; it = next) {
+		cache_entry *e = entry_of(it);
+
+		next = it->next;
 		if ((op && e->op != op) || (mod && e->op->mod != mod))
 			continue;
 		entry_remove(c, e);

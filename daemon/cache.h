@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "hmap.h"
+#include "list.h"
 
 struct op_info;
 struct module;
@@ -25,7 +26,7 @@ typedef struct cache_entry {
 	uint64_t expires_ms;
 	uint32_t heap_idx;
 	bool negative; /* value is a module_error message, not a result */
-	struct cache_entry *lru_prev, *lru_next;
+	list_node lru; /* in cache.lru, most recent first */
 	uint32_t key_len;
 	uint32_t val_len;
 	char data[]; /* key bytes, then value bytes */
@@ -35,7 +36,7 @@ typedef struct cache {
 	hmap map; /* key -> entry */
 	cache_entry **heap; /* min-heap on expires_ms */
 	uint32_t heap_cap;
-	cache_entry lru; /* sentinel; lru.lru_next = most recent */
+	list_node lru; /* entries, most recently used first */
 	uint32_t entries;
 	uint64_t bytes;
 	uint64_t max_bytes;

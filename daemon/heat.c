@@ -37,6 +37,7 @@
 #include "config.h"
 #include "log.h"
 #include "registry.h"
+#include "util.h"
 
 const char *heat_level_name(heat_level l)
 {
@@ -110,22 +111,13 @@ void heat_init(heat *h, const config *cfg)
 {
 	memset(h, 0, sizeof(*h));
 	h->cfg = cfg;
-	h->lru.lru_next = h->lru.lru_prev = &h->lru;
+	list_init(&h->lru);
 	hmap_init(&h->table, 0);
 }
 
-static void lru_unlink(fastpath *fp)
+static fastpath *fastpath_of(list_node *n)
 {
-	fp->lru_prev->lru_next = fp->lru_next;
-	fp->lru_next->lru_prev = fp->lru_prev;
-}
-
-static void lru_push_front(heat *h, fastpath *fp)
-{
-	fp->lru_next = h->lru.lru_next;
-	fp->lru_prev = &h->lru;
-	h->lru.lru_next->lru_prev = fp;
-	h->lru.lru_next = fp;
+	return container_of(n, fastpath, lru);
 }
 
 static void fastpath_remove(heat *h, fastpath *fp)
@@ -133,7 +125,7 @@ static void fastpath_remove(heat *h, fastpath *fp)
 	op_info *op = fp->op;
 
 	hmap_del(&h->table, op->method, op->method_len);
-	lru_unlink(fp);
+	list_unlink(&fp->lru);
 	op->heat.fp = NULL;
 	op->mod->hot_ops--;
 	h->n_paths--;
@@ -143,8 +135,8 @@ static void fastpath_remove(heat *h, fastpath *fp)
 
 void heat_fini(heat *h)
 {
-	while (h->lru.lru_next != &h->lru)
-		fastpath_remove(h, h->lru.lru_next);
+	while (!list_empty(&h->lru))
+		fastpath_remove(h, fastpath_of(h->lru.next));
 	hmap_fini(&h->table);
 	free(h->result_buf);
 	h->result_buf = NULL;
@@ -176,7 +168,7 @@ static void heat_evict_to(heat *h, uint32_t max)
 {
 	while (h->n_paths > max) {
 		h->evictions++;
-		fastpath_remove(h, h->lru.lru_prev);
+		fastpath_remove(h, fastpath_of(h->lru.prev));
 	}
 }
 
@@ -201,7 +193,7 @@ static void fastpath_add(heat *h, op_info *op, uint64_t now_ms)
 		free(fp);
 		return;
 	}
-	lru_push_front(h, fp);
+	list_push_front(&h->lru, &fp->lru);
 	op->heat.fp = fp;
 	op->mod->hot_ops++;
 	h->n_paths++;
@@ -219,10 +211,7 @@ fastpath *heat_lookup(heat *h, const char *method, uint32_t len, uint64_t now_ms
 		return NULL;
 	h->hits++;
 	fp->last_hit_ms = now_ms;
-	if (h->lru.lru_next != fp) {
-		lru_unlink(fp);
-		lru_push_front(h, fp);
-	}
+	list_move_front(&h->lru, &fp->lru);
 	return fp;
 }
 

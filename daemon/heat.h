@@ -39,6 +39,7 @@
 #include <stdint.h>
 
 #include "hmap.h"
+#include "list.h"
 
 #define HEAT_HIST_BUCKETS 64
 
@@ -58,7 +59,7 @@ struct config;
 typedef struct fastpath {
 	struct op_info *op;
 	uint64_t last_hit_ms; /* for LRU eviction */
-	struct fastpath *lru_prev, *lru_next;
+	list_node lru; /* in heat.lru, most recent first */
 } fastpath;
 
 typedef struct op_heat {
@@ -81,7 +82,7 @@ typedef struct op_heat {
 typedef struct heat {
 	const struct config *cfg;
 	hmap table; /* method bytes -> fastpath */
-	fastpath lru; /* sentinel: lru.next is the most recently used */
+	list_node lru; /* fast paths, most recently used first */
 	uint32_t n_paths;
 	uint64_t hits; /* zafp_hits */
 	uint64_t evictions;
