@@ -426,97 +426,6 @@ static int host_ret_map(lmms_call *c, uint32_t n)
 	return ret_container(c, true, n);
 }
 
-/*
- * Check that p[0..n) is exactly one complete msgpack value nesting at most
- * max_levels containers. Allocation-free: a small stack of objects still owed
- * per open container, and since every object takes at least one byte a count
- * larger than the bytes left is rejected at once instead of being trusted.
- */
-static int msgpack_validate_one(const uint8_t *p, size_t n, uint32_t max_levels)
-{
-	uint64_t owed[CALL_MAX_RESULT_DEPTH];
-	uint32_t depth = 0;
-	size_t pos = 0;
-
-	if (max_levels > CALL_MAX_RESULT_DEPTH)
-		max_levels = CALL_MAX_RESULT_DEPTH;
-	do {
-		uint64_t body = 0, children = 0;
-		bool container = false;
-		size_t need = 0;
-		uint8_t b;
-
-		if (pos >= n)
-			return -EINVAL;
-		b = p[pos++];
-		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-			/* fixint, nil, bool: header only */
-		} else if (b >= 0x80 && b <= 0x8f) {
-			container = true;
-			children = 2u * (b & 0x0f);
-		} else if (b >= 0x90 && b <= 0x9f) {
-			container = true;
-			children = b & 0x0f;
-		} else if (b >= 0xa0 && b <= 0xbf) {
-			body = b & 0x1f;
-		} else {
-			switch (b) {
-			case 0xc4: case 0xd9: need = 1; break; /* bin8, str8 */
-			case 0xc5: case 0xda: need = 2; break;
-			case 0xc6: case 0xdb: need = 4; break;
-			case 0xc7: need = 1; body = 1; break; /* ext8: len, then type */
-			case 0xc8: need = 2; body = 1; break;
-			case 0xc9: need = 4; body = 1; break;
-			case 0xca: body = 4; break;
-			case 0xcb: body = 8; break;
-			case 0xcc: case 0xd0: body = 1; break;
-			case 0xcd: case 0xd1: body = 2; break;
-			case 0xce: case 0xd2: body = 4; break;
-			case 0xcf: case 0xd3: body = 8; break;
-			case 0xd4: body = 2; break; /* fixext1: type + 1 */
-			case 0xd5: body = 3; break;
-			case 0xd6: body = 5; break;
-			case 0xd7: body = 9; break;
-			case 0xd8: body = 17; break;
-			case 0xdc: case 0xde: need = 2; container = true; break;
-			case 0xdd: case 0xdf: need = 4; container = true; break;
-			default: return -EINVAL; /* 0xc1: never used */
-			}
-			if (need) {
-				uint64_t len = 0;
-
-				if (n - pos < need)
-					return -EINVAL;
-				for (size_t k = 0; k < need; k++)
-					len = (len << 8) | p[pos + k];
-				pos += need;
-				if (!container)
-					body += len;
-				else
-					children = b >= 0xde ? 2 * len : len;
-			}
-		}
-		if (body > n - pos)
-			return -EINVAL;
-		pos += (size_t)body;
-		if (depth > 0)
-			owed[depth - 1]--;
-		if (container) {
-			/* Empty containers count too: msgpack-c's unpacker
-			 * needs a stack slot for them as well. */
-			if (depth >= max_levels)
-				return -ELOOP;
-			if (children > n - pos)
-				return -EINVAL;
-			if (children)
-				owed[depth++] = children;
-		}
-		while (depth > 0 && owed[depth - 1] == 0)
-			depth--;
-	} while (depth > 0);
-	return pos == n ? 0 : -EINVAL;
-}
-
 static int host_ret_msgpack(lmms_call *c, const void *p, size_t n)
 {
 	int r;
@@ -529,7 +438,8 @@ static int host_ret_msgpack(lmms_call *c, const void *p, size_t n)
 		return write_fail(c, -EINVAL);
 	if (n > c->max_result_bytes - c->out.size)
 		return write_fail(c, -E2BIG);
-	r = msgpack_validate_one(p, n, CALL_RESULT_LEVELS - c->depth);
+	/* bytes from a module: checked like bytes from the network */
+	r = proto_check_value(p, n, CALL_RESULT_LEVELS - c->depth);
 	if (r < 0)
 		return write_fail(c, r == -ELOOP ? -ELOOP : -EBADMSG);
 	r = value_begin(c);

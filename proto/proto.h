@@ -78,6 +78,7 @@ typedef struct proto_scan {
 	uint32_t msgid;
 
 	/* private resumable state */
+	bool value_only; /* proto_check_value: any one value, no message shape */
 	size_t pos; /* start of the next object to read */
 	uint32_t depth; /* containers open */
 	uint32_t elements; /* objects seen so far */
@@ -98,6 +99,15 @@ void proto_scan_reset(proto_scan *s);
  */
 proto_scan_status proto_scan_feed(proto_scan *s, const proto_limits *l, const void *buf,
 				  size_t len);
+
+/*
+ * Is p[0..n) exactly one complete msgpack value nesting at most max_depth
+ * containers (empty ones count: msgpack-c needs a stack slot for them too)?
+ * The same allocation-free walk as proto_scan_feed, without the message
+ * shape. 0, -ELOOP when too deep, -EINVAL when malformed, truncated or
+ * followed by more bytes, -E2BIG when n does not fit the scanner.
+ */
+int proto_check_value(const void *p, size_t n, uint32_t max_depth);
 
 /* A decoded message. Pointers refer into the msgpack_object it came from. */
 typedef struct proto_msg {

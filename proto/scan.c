@@ -16,6 +16,7 @@
  */
 #include "proto.h"
 
+#include <errno.h>
 #include <string.h>
 
 /*
@@ -184,6 +185,8 @@ static int scan_header(const uint8_t *p, size_t avail, scan_obj *o)
 	return 1;
 }
 
+static const char reason_too_deep[] = "message nested too deeply";
+
 static proto_scan_status scan_fail(proto_scan *s, proto_err err, const char *reason)
 {
 	s->err = err;
@@ -198,6 +201,8 @@ static proto_scan_status scan_fail(proto_scan *s, proto_err err, const char *rea
  */
 static proto_scan_status scan_shape(proto_scan *s, const scan_obj *o)
 {
+	if (s->value_only)
+		return PROTO_SCAN_MORE;
 	if (s->depth == 0) {
 		if (o->kind != KIND_ARRAY)
 			return scan_fail(s, PROTO_E_BAD_REQUEST, "message is not an array");
@@ -273,7 +278,7 @@ proto_scan_status proto_scan_feed(proto_scan *s, const proto_limits *l, const vo
 			end += o.u;
 		} else if (o.kind == KIND_ARRAY || o.kind == KIND_MAP) {
 			if (s->depth + 1 > max_depth)
-				return scan_fail(s, PROTO_E_BAD_REQUEST, "message nested too deeply");
+				return scan_fail(s, PROTO_E_BAD_REQUEST, reason_too_deep);
 			children = o.kind == KIND_MAP ? 2 * o.u : o.u;
 			if (children > (uint64_t)l->max_elements - s->elements - 1)
 				return scan_fail(s, PROTO_E_BAD_REQUEST,
@@ -309,4 +314,28 @@ proto_scan_status proto_scan_feed(proto_scan *s, const proto_limits *l, const vo
 	if (len > l->max_message_bytes)
 		return scan_fail(s, PROTO_E_TOO_LARGE, "message too large");
 	return PROTO_SCAN_MORE;
+}
+
+int proto_check_value(const void *p, size_t n, uint32_t max_depth)
+{
+	proto_limits l = {
+		.max_message_bytes = (uint32_t)n,
+		.max_depth = max_depth,
+		.max_elements = UINT32_MAX,
+		.max_str_bytes = (uint32_t)n,
+	};
+	proto_scan s;
+
+	if (n > UINT32_MAX)
+		return -E2BIG;
+	proto_scan_reset(&s);
+	s.value_only = true;
+	switch (proto_scan_feed(&s, &l, p, n)) {
+	case PROTO_SCAN_DONE:
+		return s.msg_len == n ? 0 : -EINVAL;
+	case PROTO_SCAN_ERROR:
+		return s.reason == reason_too_deep ? -ELOOP : -EINVAL;
+	default:
+		return -EINVAL; /* truncated */
+	}
 }

@@ -1266,6 +1266,38 @@ START_TEST(test_method_split)
 }
 END_TEST
 
+/* proto_check_value: one value, any shape, the same grammar and depth rule. */
+START_TEST(test_check_value)
+{
+	static const uint8_t scalar[] = { 0x2a };
+	static const uint8_t str[] = { 0xa3, 'a', 'b', 'c' };
+	static const uint8_t map[] = { 0x81, 0xa1, 'k', 0x92, 0x01, 0xc0 };
+	static const uint8_t trailing[] = { 0x01, 0x02 };
+	static const uint8_t truncated[] = { 0xa3, 'a', 'b' };
+	static const uint8_t bad[] = { 0xc1 };
+	static const uint8_t huge[] = { 0xdd, 0xff, 0xff, 0xff, 0xff };
+	uint8_t nest[40];
+
+	ck_assert_int_eq(proto_check_value(scalar, sizeof(scalar), 0), 0);
+	ck_assert_int_eq(proto_check_value(str, sizeof(str), 0), 0);
+	ck_assert_int_eq(proto_check_value(map, sizeof(map), 2), 0);
+	ck_assert_int_eq(proto_check_value(map, sizeof(map), 1), -ELOOP);
+	ck_assert_int_eq(proto_check_value(trailing, sizeof(trailing), 4), -EINVAL);
+	ck_assert_int_eq(proto_check_value(truncated, sizeof(truncated), 4), -EINVAL);
+	ck_assert_int_eq(proto_check_value(bad, sizeof(bad), 4), -EINVAL);
+	ck_assert_int_eq(proto_check_value(huge, sizeof(huge), 4), -EINVAL);
+	ck_assert_int_eq(proto_check_value(str, 0, 4), -EINVAL);
+
+	/* n nested one-element arrays around nil: n levels */
+	for (size_t n = 1; n < sizeof(nest); n++) {
+		memset(nest, 0x91, n);
+		nest[n] = 0xc0;
+		ck_assert_int_eq(proto_check_value(nest, n + 1, (uint32_t)n), n <= 32 ? 0 : -ELOOP);
+		ck_assert_int_eq(proto_check_value(nest, n + 1, (uint32_t)n - 1), -ELOOP);
+	}
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -1302,6 +1334,7 @@ static Suite *proto_suite(void)
 	tcase_add_loop_test(tc, test_shapes, 0, (int)(sizeof(shapes) / sizeof(shapes[0])));
 	tcase_add_test(tc, test_parse_not_array);
 	tcase_add_test(tc, test_invalid_c1);
+	tcase_add_test(tc, test_check_value);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stream");
