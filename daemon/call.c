@@ -298,64 +298,41 @@ static int value_done(lmms_call *c, int r)
 	return 0;
 }
 
+/* A scalar result: one slot, one packer call. */
+#define RET_SCALAR(c, pack)                    \
+	do {                                   \
+		int r_;                        \
+		if (!(c))                      \
+			return -EINVAL;        \
+		r_ = value_begin(c);           \
+		if (r_ < 0)                    \
+			return r_;             \
+		return value_done((c), (pack)); \
+	} while (0)
+
 static int host_ret_nil(lmms_call *c)
 {
-	int r;
-
-	if (!c)
-		return -EINVAL;
-	r = value_begin(c);
-	if (r < 0)
-		return r;
-	return value_done(c, msgpack_pack_nil(&c->pk));
+	RET_SCALAR(c, msgpack_pack_nil(&c->pk));
 }
 
 static int host_ret_bool(lmms_call *c, int v)
 {
-	int r;
-
-	if (!c)
-		return -EINVAL;
-	r = value_begin(c);
-	if (r < 0)
-		return r;
-	return value_done(c, v ? msgpack_pack_true(&c->pk) : msgpack_pack_false(&c->pk));
+	RET_SCALAR(c, v ? msgpack_pack_true(&c->pk) : msgpack_pack_false(&c->pk));
 }
 
 static int host_ret_int(lmms_call *c, int64_t v)
 {
-	int r;
-
-	if (!c)
-		return -EINVAL;
-	r = value_begin(c);
-	if (r < 0)
-		return r;
-	return value_done(c, msgpack_pack_int64(&c->pk, v));
+	RET_SCALAR(c, msgpack_pack_int64(&c->pk, v));
 }
 
 static int host_ret_uint(lmms_call *c, uint64_t v)
 {
-	int r;
-
-	if (!c)
-		return -EINVAL;
-	r = value_begin(c);
-	if (r < 0)
-		return r;
-	return value_done(c, msgpack_pack_uint64(&c->pk, v));
+	RET_SCALAR(c, msgpack_pack_uint64(&c->pk, v));
 }
 
 static int host_ret_double(lmms_call *c, double v)
 {
-	int r;
-
-	if (!c)
-		return -EINVAL;
-	r = value_begin(c);
-	if (r < 0)
-		return r;
-	return value_done(c, msgpack_pack_double(&c->pk, v));
+	RET_SCALAR(c, msgpack_pack_double(&c->pk, v));
 }
 
 static int ret_raw(lmms_call *c, bool bin, const void *p, size_t n)
