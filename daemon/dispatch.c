@@ -285,40 +285,17 @@ static void run_blocking(lmmsd *d, conn *c, const request *r, op_info *op)
 	}
 }
 
-static void run_inline(lmmsd *d, conn *c, const request *r, op_info *op)
-{
-	module *m = op->mod;
-	msgpack_object params;
-	lmms_call call;
-	uint64_t t0;
-	int rc;
-
-	if (params_unpack(&c->zone, r->params, r->params_len, &params) < 0) {
-		msgpack_zone_clear(&c->zone);
-		reply_error(d, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
-		return;
-	}
-	call_init(&call, &params, d->cfg.server.max_result_bytes, m->name);
-	m->refs++;
-	t0 = now_ns();
-	rc = op->fn(&call_host, &call, m->mstate);
-	call_complete(d, c, op, r->msgid, r->notify, &call, rc, now_ns() - t0, 1, r->params,
-		      r->params_len);
-	call_fini(&call);
-	msgpack_zone_clear(&c->zone);
-	op_release(d, m);
-}
-
 /*
- * ZAFP critical: the inline path minus what measurably costs without
- * deciding anything about the answer (heat.c has the numbers): the result
- * buffer is reused instead of malloc'd and freed per call, and one call in
- * HEAT_SAMPLE_EVERY is timed. Errors, too_large and caching are unchanged.
+ * Run an op on the loop thread. ZAFP critical ops skip what measurably
+ * costs without deciding anything about the answer (heat.c has the
+ * numbers): their result buffer is reused instead of malloc'd and freed per
+ * call, and only one call in HEAT_SAMPLE_EVERY is timed. Errors, too_large
+ * and caching are the same on both.
  */
-static void run_critical(lmmsd *d, conn *c, const request *r, op_info *op)
+static void run_inline(lmmsd *d, conn *c, const request *r, op_info *op, bool critical)
 {
 	module *m = op->mod;
-	bool timed = heat_sample_now(&op->heat);
+	bool timed = !critical || heat_sample_now(&op->heat);
 	msgpack_object params;
 	lmms_call call;
 	uint64_t t0 = 0, ns = 0;
@@ -330,17 +307,20 @@ static void run_critical(lmmsd *d, conn *c, const request *r, op_info *op)
 		return;
 	}
 	call_init(&call, &params, d->cfg.server.max_result_bytes, m->name);
-	heat_result_buf_take(&d->heat, &call.out.data, &call.out.alloc);
+	if (critical)
+		heat_result_buf_take(&d->heat, &call.out.data, &call.out.alloc);
 	m->refs++;
 	if (timed)
 		t0 = now_ns();
 	rc = op->fn(&call_host, &call, m->mstate);
 	if (timed)
 		ns = now_ns() - t0;
-	call_complete(d, c, op, r->msgid, r->notify, &call, rc, ns, timed ? HEAT_SAMPLE_EVERY : 0,
-		      r->params, r->params_len);
-	heat_result_buf_give(&d->heat, call.out.data, call.out.alloc);
-	memset(&call.out, 0, sizeof(call.out));
+	call_complete(d, c, op, r->msgid, r->notify, &call, rc, ns,
+		      !timed ? 0 : critical ? HEAT_SAMPLE_EVERY : 1, r->params, r->params_len);
+	if (critical) {
+		heat_result_buf_give(&d->heat, call.out.data, call.out.alloc);
+		memset(&call.out, 0, sizeof(call.out));
+	}
 	call_fini(&call);
 	msgpack_zone_clear(&c->zone);
 	op_release(d, m);
@@ -351,7 +331,7 @@ static void run_op(lmmsd *d, conn *c, const request *r, op_info *op)
 	if (op->flags & LMMS_OP_BLOCKING)
 		run_blocking(d, c, r, op);
 	else
-		run_inline(d, c, r, op);
+		run_inline(d, c, r, op, op->heat.level == HEAT_CRITICAL && op->heat.fp);
 }
 
 /* ---- routing ---- */
@@ -449,10 +429,7 @@ static void dispatch_request(lmmsd *d, conn *c, const request *r)
 		op = fp->op;
 		if ((op->flags & LMMS_OP_PURE) && dispatch_cache(d, c, r, op, now))
 			return;
-		if (op->heat.level == HEAT_CRITICAL && !(op->flags & LMMS_OP_BLOCKING))
-			run_critical(d, c, r, op);
-		else
-			run_op(d, c, r, op);
+		run_op(d, c, r, op);
 		return;
 	}
 

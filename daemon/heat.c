@@ -18,7 +18,7 @@
  *   params unpack into the conn zone + clear  ~27 ns;
  *   reply header + result copy                ~25 ns;
  *   heat_record                               ~3 ns; heat_lookup ~8 ns.
- * So a critical inline op (dispatch.c run_critical) reuses one result
+ * So a critical inline op (dispatch.c run_inline, critical mode) reuses one result
  * buffer kept here (heat_result_buf_*; at most HEAT_RESULT_BUF_MAX kept),
  * worth ~55 ns, and times one call in HEAT_SAMPLE_EVERY, recording the
  * sample with that weight so avg/p50/p99 stay unbiased, worth ~45 ns.
