@@ -17,38 +17,35 @@ bool lugs_protected(const lmmsd *d, const module *m)
 }
 
 /*
- * Checks 1-5 of DESIGN.md §4, in order. force (admin "now") skips the grace
- * period and the minimum, never refs, protection or cache dependencies.
- * Feature modules skip 4 and 5 by policy.
+ * Checks 1-4 of DESIGN.md §4, in order. force (admin "now") skips the grace
+ * period, never refs, protection or cache dependencies. Feature modules skip
+ * the grace period by policy.
  */
-static int lugs_run_checks(const lmmsd *d, const module *m, bool force, uint64_t now,
-		      lugs_check *which)
+static int lugs_check_1_to_4(const lmmsd *d, const module *m, bool force, uint64_t now,
+			     lugs_check *which)
 {
-	module_policy pol = config_module_policy(&d->cfg, m->name);
-
-	if (m->refs > 0) {
+	if (m->refs > 0)
 		*which = LUGS_REFS;
-		return -EBUSY;
-	}
-	if (lugs_protected(d, m)) {
+	else if (lugs_protected(d, m))
 		*which = LUGS_PROTECTED;
-		return -EBUSY;
-	}
-	if (d->cfg.lugs.keep_while_cached && m->cache_deps > 0) {
+	else if (d->cfg.lugs.keep_while_cached && m->cache_deps > 0)
 		*which = LUGS_CACHED;
-		return -EBUSY;
-	}
-	if (force || pol == POLICY_FEATURE)
-		return 0;
-	if (now - m->last_used_ms < config_module_grace_ms(&d->cfg, m->name)) {
+	else if (!force && config_module_policy(&d->cfg, m->name) != POLICY_FEATURE &&
+		 now - m->last_used_ms < config_module_grace_ms(&d->cfg, m->name))
 		*which = LUGS_GRACE;
-		return -EBUSY;
-	}
-	if (d->reg.n_resident <= d->cfg.lugs.min_resident) {
-		*which = LUGS_MIN_RESIDENT;
-		return -EBUSY;
-	}
-	return 0;
+	else
+		return 0;
+	return -EBUSY;
+}
+
+/* Check 5: the resident minimum (not for force or feature modules). */
+static int lugs_check_5(const lmmsd *d, const module *m, bool force, lugs_check *which)
+{
+	if (force || config_module_policy(&d->cfg, m->name) == POLICY_FEATURE ||
+	    d->reg.n_resident > d->cfg.lugs.min_resident)
+		return 0;
+	*which = LUGS_MIN_RESIDENT;
+	return -EBUSY;
 }
 
 static void lugs_count_blocked(lmmsd *d, module *m, lugs_check which)
@@ -105,7 +102,9 @@ int lugs_try_unload(lmmsd *d, module *m, bool force, lugs_check *which, const ch
 		*reason = "pinned: it stays mapped whatever dlclose does (see pinned_by)";
 		return -EBUSY;
 	}
-	r = lugs_run_checks(d, m, force, now_ms(), which);
+	r = lugs_check_1_to_4(d, m, force, now_ms(), which);
+	if (r == 0)
+		r = lugs_check_5(d, m, force, which);
 	if (r < 0) {
 		lugs_count_blocked(d, m, *which);
 		return r;
@@ -138,28 +137,17 @@ void lugs_sweep(lmmsd *d)
 			continue;
 		/* checks 1-4 here; 5 below, in LRU order, as each unload
 		 * lowers the resident count */
-		if (m->refs > 0)
-			which = LUGS_REFS;
-		else if (lugs_protected(d, m))
-			which = LUGS_PROTECTED;
-		else if (d->cfg.lugs.keep_while_cached && m->cache_deps > 0)
-			which = LUGS_CACHED;
-		else if (config_module_policy(&d->cfg, m->name) != POLICY_FEATURE &&
-			 now - m->last_used_ms < config_module_grace_ms(&d->cfg, m->name))
-			which = LUGS_GRACE;
-		else {
+		if (lugs_check_1_to_4(d, m, false, now, &which) == 0)
 			eligible[n++] = m;
-			continue;
-		}
-		lugs_count_blocked(d, m, which);
+		else
+			lugs_count_blocked(d, m, which);
 	}
 	qsort(eligible, n, sizeof(eligible[0]), lru_cmp);
 	for (uint32_t i = 0; i < n; i++) {
 		module *m = eligible[i];
 
-		if (config_module_policy(&d->cfg, m->name) != POLICY_FEATURE &&
-		    d->reg.n_resident <= d->cfg.lugs.min_resident) {
-			lugs_count_blocked(d, m, LUGS_MIN_RESIDENT);
+		if (lugs_check_5(d, m, false, &which) < 0) {
+			lugs_count_blocked(d, m, which);
 			continue;
 		}
 		if (lugs_unload(d, m, &which, &reason) == -EBUSY)
