@@ -391,6 +391,40 @@ static uint32_t server_conns_of_uid(const server *s, uid_t uid)
 	return n;
 }
 
+/* A connection with its pipe initialised but not yet open or listed. */
+static conn *conn_new(server *s, lmmsd *d)
+{
+	conn *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->d = d;
+	c->refs = 1;
+	c->id = ++s->next_id;
+	msgpack_zone_init(&c->zone, 2048);
+	proto_scan_reset(&c->scan);
+	uv_pipe_init(d->loop, &c->pipe, 0);
+	c->pipe.data = c;
+	return c;
+}
+
+/* Close a connection that never made it onto the server's list. */
+static void conn_discard(conn *c)
+{
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->pipe, conn_on_close);
+}
+
+static void conn_link(server *s, conn *c)
+{
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->n_conns++;
+	c->last_activity_ms = now_ms();
+}
+
 static void server_on_connection(uv_stream_t *l, int status)
 {
 	server *s = l->data;
@@ -401,19 +435,11 @@ static void server_on_connection(uv_stream_t *l, int status)
 		log_warn("accept: %s", uv_strerror(status));
 		return;
 	}
-	c = calloc(1, sizeof(*c));
+	c = conn_new(s, d);
 	if (!c)
 		return;
-	c->d = d;
-	c->refs = 1;
-	c->id = ++s->next_id;
-	msgpack_zone_init(&c->zone, 2048);
-	proto_scan_reset(&c->scan);
-	uv_pipe_init(d->loop, &c->pipe, 0);
-	c->pipe.data = c;
 	if (uv_accept(l, (uv_stream_t *)&c->pipe) < 0) {
-		c->closing = true;
-		uv_close((uv_handle_t *)&c->pipe, conn_on_close);
+		conn_discard(c);
 		return;
 	}
 	conn_read_creds(c);
@@ -424,18 +450,12 @@ static void server_on_connection(uv_stream_t *l, int status)
 		log_warn("refusing connection from pid %d uid %u: %s", (int)c->pid,
 			 (unsigned)c->uid,
 			 d->shutting_down ? "shutting down" : "too many connections");
-		c->closing = true;
-		uv_close((uv_handle_t *)&c->pipe, conn_on_close);
+		conn_discard(c);
 		return;
 	}
 
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->n_conns++;
+	conn_link(s, c);
 	d->st.connections_total++;
-	c->last_activity_ms = now_ms();
 	log_debug("connection %llu from pid %d uid %u", (unsigned long long)c->id, (int)c->pid,
 		  (unsigned)c->uid);
 	conn_process(c);
@@ -446,30 +466,18 @@ static void server_on_connection(uv_stream_t *l, int status)
  * read from until conn_process runs, so the caller owns the input side. */
 conn *server_conn_open(server *s, struct lmmsd *d, int fd)
 {
-	conn *c = calloc(1, sizeof(*c));
+	conn *c;
 
+	s->d = d;
+	c = conn_new(s, d);
 	if (!c)
 		return NULL;
-	s->d = d;
-	c->d = d;
-	c->refs = 1;
-	c->id = ++s->next_id;
-	msgpack_zone_init(&c->zone, 2048);
-	proto_scan_reset(&c->scan);
-	uv_pipe_init(d->loop, &c->pipe, 0);
-	c->pipe.data = c;
 	if (uv_pipe_open(&c->pipe, fd) < 0) {
-		c->closing = true;
-		uv_close((uv_handle_t *)&c->pipe, conn_on_close);
+		conn_discard(c);
 		return NULL;
 	}
 	conn_read_creds(c);
-	c->next = s->conns;
-	if (s->conns)
-		s->conns->prev = c;
-	s->conns = c;
-	s->n_conns++;
-	c->last_activity_ms = now_ms();
+	conn_link(s, c);
 	return c;
 }
 
