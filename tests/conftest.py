@@ -9,10 +9,13 @@ temporary socket, lmmsctl, and the Python binding.
 
 Every daemon a test started is stopped at teardown with SIGTERM and must exit
 with status 0; its stderr is kept in a file and printed when the test fails.
-LMMS_BUILD_ROOT (set by meson) points at the build tree.
+LMMS_BUILD_ROOT (set by meson) points at the build tree. The small helpers
+the test files share (lmms.ops/lmms.modules look-ups, polling, /proc/PID/maps,
+module directories) are at the end: `from conftest import wait_for, mod`.
 """
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -108,16 +111,7 @@ class Daemon:
     def stop(self, sig=signal.SIGTERM):
         """Stop the daemon (by pid) and return its exit status."""
         if self.returncode is None:
-            if self.proc.poll() is None:
-                os.kill(self.pid, sig)
-                try:
-                    self.proc.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    os.kill(self.pid, signal.SIGKILL)
-                    self.proc.wait()
-                    self.returncode = "hung on stop (SIGKILLed)"
-            if self.returncode is None:
-                self.returncode = self.proc.returncode
+            self.returncode = stop_process(self.proc, sig)
             self._log.close()
         return self.returncode
 
@@ -168,3 +162,102 @@ def daemon(request, tmp_path_factory):
 def lmmsd(daemon):
     """One daemon with default settings."""
     return daemon()
+
+
+# ---- helpers shared by the test files (from conftest import ...) ----
+
+def op(c, method):
+    """The lmms.ops entry of method."""
+    for o in c.ops():
+        if o["method"] == method:
+            return o
+    raise AssertionError("no op %s in lmms.ops" % method)
+
+
+def mod(c, name):
+    """The lmms.modules entry of module name."""
+    for m in c.modules():
+        if m["name"] == name:
+            return m
+    raise AssertionError("no module %s in lmms.modules" % name)
+
+
+def wait_for(pred, what, timeout=10.0, interval=0.02):
+    """pred()'s first true value, polled every interval; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def mapped(pid, name):
+    """Is NAME.so mapped into process pid?"""
+    suffix = "/%s.so" % name
+    with open("/proc/%d/maps" % pid) as f:
+        return any(line.rstrip("\n").endswith(suffix) for line in f)
+
+
+def mapped_objects(pid, shared_only=False):
+    """Paths of the files mapped into process pid (with shared_only, the .so ones)."""
+    out = set()
+    with open("/proc/%d/maps" % pid) as f:
+        for line in f:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].startswith("/"):
+                path = parts[5].strip()
+                if not shared_only or ".so" in path:
+                    out.add(path)
+    return out
+
+
+def shared_libs(path):
+    """Basenames of the shared libraries path needs (ldd, transitive)."""
+    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True,
+                         timeout=30).stdout
+    libs = set()
+    for line in out.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith("lib") and ".so" in name:
+            libs.add(name)
+    return libs
+
+
+def under_asan(pid):
+    """Is process pid ASan-instrumented? (RSS figures mean nothing there.)"""
+    with open("/proc/%d/maps" % pid) as f:
+        return any("libasan" in line for line in f)
+
+
+def stop_process(proc, sig=signal.SIGTERM):
+    """Send sig to proc (by pid) if it runs and reap it: its exit status, or a
+    "hung" string when it had to be SIGKILLed after STOP_TIMEOUT."""
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return "hung on stop (SIGKILLed)"
+    return proc.returncode
+
+
+def make_module_dir(tmp_path, *names):
+    """tmp_path/mods (0755) holding 0755 copies of the named bundled or test modules."""
+    d = tmp_path / "mods"
+    d.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(d, 0o755)
+    test_dir = Path(os.environ.get("LMMS_TEST_MODULE_DIR", build_root() / "tests" / "modules"))
+    for n in names:
+        for src in (build_root() / "modules" / (n + ".so"), test_dir / (n + ".so")):
+            if src.exists():
+                shutil.copyfile(src, d / (n + ".so"))
+                os.chmod(d / (n + ".so"), 0o755)
+                break
+        else:
+            pytest.fail("module %s.so was not built" % n)
+    return d

@@ -26,7 +26,7 @@ import msgpack
 import pytest
 
 import lmms
-from conftest import Daemon, build_root
+from conftest import Daemon, make_module_dir
 
 DEADLINE = 10.0
 NOBODY = 65534
@@ -200,12 +200,7 @@ def test_admin_uids_change_on_reload(shared_daemon, tmp_path):
 
 @pytest.fixture
 def moddir(tmp_path):
-    d = tmp_path / "mods"
-    d.mkdir()
-    os.chmod(d, 0o755)
-    shutil.copy(build_root() / "modules" / "hash.so", d / "hash.so")
-    os.chmod(d / "hash.so", 0o755)
-    return d
+    return make_module_dir(tmp_path, "hash")
 
 
 def load_error(d):

@@ -7,48 +7,15 @@ A hit is told from a call by lmms.stats cache_hits and by lmms.ops calls,
 which counts only calls that ran in the module.
 """
 
-import time
-
 import pytest
 
 import lmms
+from conftest import mapped, mod, op, wait_for
 
 LUGS_FAST = ("--set", "lugs.grace_period=300ms",
              "--set", "lugs.sweep_interval=100ms",
              "--set", "lugs.min_resident=0")
-DEADLINE = 10.0
 ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-
-
-def op(c, method):
-    for o in c.ops():
-        if o["method"] == method:
-            return o
-    raise AssertionError("no op %s in lmms.ops" % method)
-
-
-def mod(c, name):
-    for m in c.modules():
-        if m["name"] == name:
-            return m
-    raise AssertionError("no module %s in lmms.modules" % name)
-
-
-def wait_for(pred, what, timeout=DEADLINE):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(0.02)
-
-
-def mapped(pid, name):
-    suffix = "/%s.so" % name
-    with open("/proc/%d/maps" % pid) as f:
-        return any(line.rstrip("\n").endswith(suffix) for line in f)
 
 
 def test_hit_and_miss(daemon):

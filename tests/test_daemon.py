@@ -10,19 +10,18 @@ it by pid. Timing is asserted by order, never by tight durations.
 
 import os
 import select
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import msgpack
 import pytest
 
-from conftest import START_TIMEOUT, STOP_TIMEOUT, build_root, sanitizer_report
+from conftest import (START_TIMEOUT, STOP_TIMEOUT, build_root, make_module_dir, mapped_objects,
+                      mod, sanitizer_report, shared_libs, stop_process, under_asan, wait_for)
 import lmms
 
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -33,48 +32,8 @@ def pack(obj):
     return msgpack.packb(obj, use_bin_type=True)
 
 
-def mapped_objects(pid):
-    """Paths of the files mapped into process pid."""
-    out = set()
-    with open("/proc/%d/maps" % pid) as f:
-        for line in f:
-            parts = line.split(None, 5)
-            if len(parts) == 6 and parts[5].startswith("/"):
-                out.add(parts[5].strip())
-    return out
-
-
 def is_mapped(pid, needle):
     return any(needle in os.path.basename(p) for p in mapped_objects(pid))
-
-
-def shared_libs(path):
-    """Basenames of the shared libraries path needs (ldd, transitive)."""
-    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True,
-                         timeout=30).stdout
-    libs = set()
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        if name.startswith("lib") and ".so" in name:
-            libs.add(name)
-    return libs
-
-
-def module_entry(client, name):
-    for m in client.modules():
-        if m["name"] == name:
-            return m
-    raise AssertionError("module %s not listed by lmms.modules" % name)
-
-
-def wait_for(pred, what, timeout=10.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
 def read_until_closed(client, timeout=5.0):
@@ -100,26 +59,6 @@ def error_code(client, method, *params):
     with pytest.raises(lmms.LmmsError) as ei:
         client.call(method, *params)
     return ei.value.code, ei.value.message
-
-
-def make_module_dir(tmp_path, *names):
-    """A private module directory (0755) holding copies of the named modules,
-    looked up in the build's modules/ and then the test modules."""
-    d = tmp_path / "mods"
-    d.mkdir(mode=0o755, exist_ok=True)
-    os.chmod(d, 0o755)
-    test_dir = Path(os.environ.get("LMMS_TEST_MODULE_DIR", build_root() / "tests" / "modules"))
-    for n in names:
-        for src in (build_root() / "modules" / (n + ".so"), test_dir / (n + ".so")):
-            if src.exists():
-                shutil.copyfile(src, d / (n + ".so"))
-                os.chmod(d / (n + ".so"), 0o755)
-                break
-        else:
-            pytest.fail("module %s.so was not built" % n)
-    return d
-
-
 
 
 @pytest.fixture(autouse=True)
@@ -167,15 +106,7 @@ class Spawned:
         wait_for(ready, "lmmsd on %s" % self.socket, timeout=START_TIMEOUT)
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            os.kill(self.pid, sig)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait()
-                return "hung"
-        return self.proc.returncode
+        return stop_process(self.proc, sig)
 
 
 @pytest.fixture
@@ -212,12 +143,12 @@ def test_lazy_load_maps_module_on_first_call(daemon):
         assert not is_mapped(d.pid, lib), "%s mapped before any hash call" % lib
 
     with d.client() as c:
-        assert module_entry(c, "hash")["state"] == "unloaded"
+        assert mod(c, "hash")["state"] == "unloaded"
         assert c.call("hash.sha256", "abc") == SHA256_ABC
         assert is_mapped(d.pid, "hash.so")
         for lib in hash_libs:
             assert is_mapped(d.pid, lib), "%s not mapped after a hash call" % lib
-        h = module_entry(c, "hash")
+        h = mod(c, "hash")
         # With -Dhash_backend=openssl, libcrypto.so.3 is linked -z nodelete:
         # the daemon must see that at load and say hash is pinned by it.
         if any(lib.startswith("libcrypto") for lib in hash_libs):
@@ -232,7 +163,7 @@ def test_lazy_load_maps_module_on_first_call(daemon):
             if so != "hash.so":
                 assert not any(os.path.basename(p) == so for p in maps), \
                     "%s mapped though never called" % so
-                assert module_entry(c, so[:-3])["state"] == "unloaded"
+                assert mod(c, so[:-3])["state"] == "unloaded"
 
 
 def test_eager_maps_everything_at_start(daemon):
@@ -373,7 +304,7 @@ def test_blocking_op_does_not_stall_others(lmmsd):
     with lmmsd.client() as a, lmmsd.client() as b:
         assert b.call("echo.ping") == []          # load echo first
         sleep_id = a.request("echo.sleep", 1500)
-        wait_for(lambda: module_entry(b, "echo")["refs"] == 1, "echo.sleep in flight")
+        wait_for(lambda: mod(b, "echo")["refs"] == 1, "echo.sleep in flight")
         for i in range(20):
             assert b.call("echo.ping", i) == [i]
         # All 20 answers came back; A's must still be pending.
@@ -455,7 +386,7 @@ def test_non_reading_client_is_bounded(daemon):
         # ASan's quarantine keeps up to 256 MiB of freed memory resident:
         # after 200 MB went through, only an uninstrumented daemon's RSS
         # says anything.
-        if not is_mapped(d.pid, "libasan"):
+        if not under_asan(d.pid):
             assert watcher.stats()["rss_bytes"] < base + 64 * MIB
 
 
@@ -492,7 +423,7 @@ def test_sigterm_finishes_inflight_call(daemon):
     d = daemon()
     with d.client() as c, d.client() as w:
         mid = c.request("echo.sleep", 1000)
-        wait_for(lambda: module_entry(w, "echo")["refs"] == 1, "echo.sleep in flight")
+        wait_for(lambda: mod(w, "echo")["refs"] == 1, "echo.sleep in flight")
         os.kill(d.pid, signal.SIGTERM)
         # It stops accepting at once, while the sleep is still running.
         wait_for(lambda: not os.path.exists(d.socket), "the socket file to go")
@@ -573,7 +504,7 @@ def test_failing_module_reports_and_backs_off(daemon, tmp_path, name, reason):
         assert c.call("echo.ping", "still") == ["still"]
         code, msg = error_code(c, name + ".ping")
         assert code == "load_failed"
-        m = module_entry(c, name)
+        m = mod(c, name)
         assert m["state"] == "failed"
         assert m["retry_in_ms"] > 0
         assert m["load_failures"] >= 1

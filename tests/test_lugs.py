@@ -9,14 +9,14 @@ sanitizer report in its log (the suite also runs under ASan/UBSan).
 """
 
 import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 import lmms
+from conftest import (make_module_dir, mapped, mapped_objects, mod, shared_libs,
+                      under_asan, wait_for)
 
 FAST = ("--set", "lugs.grace_period=300ms",
         "--set", "lugs.sweep_interval=100ms",
@@ -34,52 +34,9 @@ def lugs_daemon(daemon):
     return daemon
 
 
-def module_dir(tmp_path, *names):
-    """A private module directory (0755, ours) holding copies of the named
-    test modules from LMMS_TEST_MODULE_DIR and bundled ones from the build."""
-    test_dir = Path(os.environ["LMMS_TEST_MODULE_DIR"])
-    bundled = Path(os.environ["LMMS_BUILD_ROOT"]) / "modules"
-    d = tmp_path / "mods"
-    d.mkdir(mode=0o755)
-    os.chmod(d, 0o755)
-    for n in names:
-        src = test_dir / (n + ".so")
-        if not src.exists():
-            src = bundled / (n + ".so")
-        dst = d / (n + ".so")
-        shutil.copyfile(src, dst)
-        os.chmod(dst, 0o755)
-    return str(d)
-
-
-def mod(c, name):
-    for m in c.modules():
-        if m["name"] == name:
-            return m
-    raise AssertionError("no module %s in lmms.modules" % name)
-
-
-def wait_for(pred, what, timeout=DEADLINE, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
-
-
 def wait_state(c, name, state, timeout=DEADLINE):
     return wait_for(lambda: (lambda m: m if m["state"] == state else None)(mod(c, name)),
                     "%s to be %s" % (name, state), timeout)
-
-
-def mapped(pid, name):
-    """Is NAME.so mapped into process pid?"""
-    suffix = "/%s.so" % name
-    with open("/proc/%d/maps" % pid) as f:
-        return any(line.rstrip("\n").endswith(suffix) for line in f)
 
 
 def vmrss(pid):
@@ -88,13 +45,6 @@ def vmrss(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmRSS for pid %d" % pid)
-
-
-def under_asan(pid):
-    """ASan keeps freed memory in quarantine and shadows every byte: RSS
-    figures mean nothing there, the behaviour around them still does."""
-    with open("/proc/%d/maps" % pid) as f:
-        return any("libasan" in line for line in f)
 
 
 def busy(c, *params):
@@ -145,18 +95,6 @@ def test_loaded_module_is_mapped_until_unload(lugs_daemon):
         assert not mapped(d.pid, "echo")
 
 
-def mapped_objects(pid):
-    with open("/proc/%d/maps" % pid) as f:
-        return {line.split()[-1] for line in f if ".so" in line.split()[-1]}
-
-
-def ldd_names(path):
-    """Basenames of the shared libraries path needs (ldd, transitive)."""
-    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True,
-                         timeout=30).stdout
-    return {line.split()[0] for line in out.splitlines() if ".so" in line}
-
-
 def test_unloaded_modules_leave_no_library_mapped(lugs_daemon):
     # A module's libraries must leave with it. The one exception is a module
     # the daemon reports pinned: one of its objects is -z nodelete (with the
@@ -165,7 +103,7 @@ def test_unloaded_modules_leave_no_library_mapped(lugs_daemon):
     d = lugs_daemon(*FAST, "--set", "cache.default_ttl=200ms")
     modules_dir = Path(os.environ["LMMS_BUILD_ROOT"]) / "modules"
     with d.client() as c:
-        idle = mapped_objects(d.pid)
+        idle = mapped_objects(d.pid, shared_only=True)
         c.call("hash.sha256", "abc")
         c.call("json.canonical", "[1]")
         c.call("zstd.version")
@@ -178,15 +116,16 @@ def test_unloaded_modules_leave_no_library_mapped(lugs_daemon):
                  "every module but the pinned ones unloaded")
         allowed = set()
         for m in pinned:
-            allowed |= {m["name"] + ".so"} | ldd_names(modules_dir / (m["name"] + ".so"))
-        left = {p for p in mapped_objects(d.pid) - idle if os.path.basename(p) not in allowed}
+            allowed |= {m["name"] + ".so"} | shared_libs(modules_dir / (m["name"] + ".so"))
+        left = {p for p in mapped_objects(d.pid, shared_only=True) - idle
+                if os.path.basename(p) not in allowed}
         assert not left, "still mapped after every module was unloaded: %s" % sorted(left)
 
 
 # ---- memory, measured ----
 
 def test_bigtable_rss_comes_back(lugs_daemon, tmp_path):
-    d = lugs_daemon(*FAST, "--module-dir", module_dir(tmp_path, "bigtable"))
+    d = lugs_daemon(*FAST, "--module-dir", make_module_dir(tmp_path, "bigtable"))
     asan = under_asan(d.pid)
     with d.client() as c:
         before = c.stats()["memory_reclaimed_bytes"]
@@ -352,7 +291,7 @@ def test_lmmsctl_load_unload_now(lugs_daemon):
 
 
 def test_veto_module(lugs_daemon, tmp_path):
-    d = lugs_daemon(*FAST, "--module-dir", module_dir(tmp_path, "veto"))
+    d = lugs_daemon(*FAST, "--module-dir", make_module_dir(tmp_path, "veto"))
     with d.client() as c:
         assert c.call("veto.ping") == "pong"
         wait_for(lambda: mod(c, "veto")["blocked"]["veto"] >= 2, "sweeps to meet the veto")
@@ -394,7 +333,7 @@ def test_kv_with_keys_is_finalized_at_exit(lugs_daemon):
 
 
 def test_nodelete_is_pinned(lugs_daemon, tmp_path):
-    d = lugs_daemon(*FAST, "--module-dir", module_dir(tmp_path, "nodelete", "echo"))
+    d = lugs_daemon(*FAST, "--module-dir", make_module_dir(tmp_path, "nodelete", "echo"))
     with d.client() as c:
         assert c.call("nodelete.ping") == "pong"
         m = mod(c, "nodelete")

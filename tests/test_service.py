@@ -15,7 +15,7 @@ import time
 import pytest
 
 import lmms
-from conftest import LMMSD, build_root
+from conftest import LMMSD, build_root, stop_process
 
 DEADLINE = 10.0
 
@@ -310,17 +310,9 @@ class Proc:
         return self.log_path.read_text(errors="replace")
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(DEADLINE)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self.proc.wait()
-                self._log.close()
-                return "hung on SIGTERM"
+        status = stop_process(self.proc)
         self._log.close()
-        return self.proc.returncode
+        return status
 
 
 @pytest.fixture

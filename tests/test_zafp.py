@@ -13,36 +13,11 @@ import time
 import pytest
 
 import lmms
+from conftest import mod, op, wait_for
 
 LUGS_FAST = ("--set", "lugs.grace_period=300ms",
              "--set", "lugs.sweep_interval=100ms",
              "--set", "lugs.min_resident=0")
-DEADLINE = 10.0
-
-
-def op(c, method):
-    for o in c.ops():
-        if o["method"] == method:
-            return o
-    raise AssertionError("no op %s in lmms.ops" % method)
-
-
-def mod(c, name):
-    for m in c.modules():
-        if m["name"] == name:
-            return m
-    raise AssertionError("no module %s in lmms.modules" % name)
-
-
-def wait_for(pred, what, timeout=DEADLINE):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(0.02)
 
 
 def calls(c, method, n, *params):
