@@ -11,7 +11,6 @@ it by pid. Timing is asserted by order, never by tight durations.
 import os
 import select
 import signal
-import socket
 import stat
 import subprocess
 import threading
