@@ -100,6 +100,7 @@ static const key_def config_keys[] = {
 	K("server", idle_timeout, KT_DURATION, server.idle_timeout_ms, 0, 7 * MS_DAY, true, "0"),
 	K("server", message_timeout, KT_DURATION, server.message_timeout_ms, 10, MS_HOUR, true,
 	  "10s"),
+	K("server", call_timeout, KT_DURATION, server.call_timeout_ms, 0, MS_DAY, true, "0"),
 	K("server", log_level, KT_LOGLEVEL, server.log_level, 3, 7, true, "info"),
 
 	K("ligs", module_dir, KT_PATH, ligs.module_dir, 0, 0, false, ""),

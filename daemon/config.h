@@ -51,6 +51,7 @@ typedef struct config {
 		uint32_t max_result_bytes; /* one op's result */
 		uint64_t idle_timeout_ms; /* 0 = never */
 		uint64_t message_timeout_ms; /* a partly received message must complete in this */
+		uint64_t call_timeout_ms; /* a BLOCKING call is answered "timeout" after this; 0 = never */
 		int log_level; /* syslog numbering: 3 err .. 7 debug */
 	} server;
 	struct {

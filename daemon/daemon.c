@@ -144,6 +144,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 
 	d->loop = loop;
 	d->start_ms = now_ms();
+	list_init(&d->calls);
 	d->uid = geteuid();
 	lmmsd_apply_limits(d);
 	lmmsd_resolve_admin_group(d);

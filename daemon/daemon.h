@@ -14,6 +14,7 @@
 #include "cache.h"
 #include "config.h"
 #include "heat.h"
+#include "list.h"
 #include "proto.h"
 #include "registry.h"
 #include "server.h"
@@ -56,6 +57,8 @@ typedef struct lmmsd {
 	uv_work_t watchdog_work;
 	bool watchdog_work_busy;
 	uint64_t watchdog_pool_ok_ms;
+
+	list_node calls; /* BLOCKING calls on the thread pool, newest first */
 
 	lmmsd_stats st;
 	uint64_t start_ms;

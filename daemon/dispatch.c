@@ -34,6 +34,9 @@ typedef struct request {
 /* A call running on the thread pool. Owns a copy of its params. */
 typedef struct work_req {
 	uv_work_t work;
+	list_node link; /* lmmsd.calls, oldest last */
+	uint64_t started_ms;
+	bool answered; /* the client already got "timeout" */
 	lmmsd *d;
 	conn *c;
 	op_info *op;
@@ -215,6 +218,37 @@ static int params_unpack(msgpack_zone *z, const char *params, size_t plen, msgpa
 
 /* ---- thread pool ---- */
 
+/*
+ * server.call_timeout: answer "timeout" to BLOCKING calls running too long.
+ * The op runs on (a worker thread cannot be cancelled safely) and keeps its
+ * module ref and its in-flight slot, so a client cannot pile up hung work
+ * past max_inflight and the module cannot be unloaded under it; its result
+ * is dropped when it finally comes.
+ */
+void dispatch_expire_calls(lmmsd *d, uint64_t now)
+{
+	uint64_t limit = d->cfg.server.call_timeout_ms;
+
+	if (!limit)
+		return;
+	/* oldest first; stop at the first call still within its time */
+	for (list_node *n = d->calls.prev; n != &d->calls; n = n->prev) {
+		work_req *wr = container_of(n, work_req, link);
+
+		if (now - wr->started_ms < limit)
+			break;
+		if (wr->answered)
+			continue;
+		wr->answered = true;
+		if (wr->notify || wr->c->closing)
+			continue;
+		conn_reply_error(wr->c, wr->msgid, PROTO_E_TIMEOUT,
+				 "%s did not finish within %llu ms (it runs on; its result will be dropped)",
+				 wr->op->method, (unsigned long long)limit);
+		conn_flush(wr->c);
+	}
+}
+
 static void work_run(uv_work_t *w)
 {
 	work_req *wr = container_of(w, work_req, work);
@@ -231,8 +265,9 @@ static void work_done(uv_work_t *w, int status)
 	conn *c = wr->c;
 
 	(void)status; /* work is never cancelled: shutdown waits for it */
-	call_complete(d, c->closing ? NULL : c, wr->op, wr->msgid, wr->notify, &wr->call, wr->rc,
-		      wr->ns, 1, wr->params_bytes, wr->params_len);
+	list_unlink(&wr->link);
+	call_complete(d, c->closing || wr->answered ? NULL : c, wr->op, wr->msgid, wr->notify,
+		      &wr->call, wr->rc, wr->ns, 1, wr->params_bytes, wr->params_len);
 	call_fini(&wr->call);
 	msgpack_zone_destroy(&wr->zone);
 	op_release(d, wr->op->mod);
@@ -271,10 +306,12 @@ static void run_blocking(lmmsd *d, conn *c, const request *r, op_info *op)
 	call_init(&wr->call, &wr->params, d->cfg.server.max_result_bytes, m->name);
 
 	m->refs++;
-	m->last_used_ms = now_ms();
+	m->last_used_ms = wr->started_ms = now_ms();
 	conn_ref(c);
 	c->inflight++;
+	list_push_front(&d->calls, &wr->link);
 	if (uv_queue_work(d->loop, &wr->work, work_run, work_done) < 0) {
+		list_unlink(&wr->link);
 		c->inflight--;
 		conn_unref(c);
 		op_release(d, m);

@@ -15,4 +15,7 @@ struct conn;
  * connection must be closed (after the error reply already queued). */
 int dispatch_message(struct lmmsd *d, struct conn *c, const char *msg, size_t len);
 
+/* Answer "timeout" to BLOCKING calls older than server.call_timeout. */
+void dispatch_expire_calls(struct lmmsd *d, uint64_t now_ms);
+
 #endif

@@ -70,7 +70,6 @@ int bbuf_msgpack_write(void *data, const char *buf, size_t len)
 /* ---- connections ---- */
 
 static void conn_process(conn *c);
-static void conn_flush(conn *c);
 
 void conn_ref(conn *c)
 {
@@ -138,7 +137,7 @@ static void conn_on_write(uv_write_t *req, int status)
 	conn_unref(c);
 }
 
-static void conn_flush(conn *c)
+void conn_flush(conn *c)
 {
 	bbuf tmp;
 	uv_buf_t b;
@@ -489,6 +488,7 @@ static void server_on_reaper(uv_timer_t *t)
 	uint64_t now = now_ms();
 	conn *next;
 
+	dispatch_expire_calls(s->d, now);
 	for (conn *c = s->conns; c; c = next) {
 		next = c->next;
 		if (c->inflight || c->writing)

@@ -96,6 +96,10 @@ void conn_reply_error(conn *c, uint32_t msgid, proto_err code, const char *fmt, 
 msgpack_packer *conn_reply_begin(conn *c, uint32_t msgid, msgpack_packer *pk);
 void conn_reply_end(conn *c);
 
+/* Start writing queued output (replies are otherwise flushed when the
+ * connection's processing loop ends). */
+void conn_flush(conn *c);
+
 void conn_ref(conn *c);
 void conn_unref(conn *c);
 /* A request finished on the thread pool: maybe resume reading. */

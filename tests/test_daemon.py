@@ -321,6 +321,28 @@ def test_out_of_order_responses(lmmsd):
         assert second == [1, 100, None, 300]
 
 
+def test_call_timeout_answers_and_drops_the_late_result(daemon):
+    d = daemon("--set", "server.call_timeout=300ms")
+    with d.client() as c, d.client() as watcher:
+        c.send_raw(pack([0, 7, "echo.sleep", [2000]]))
+        t0 = time.monotonic()
+        m = c.recv_message(timeout=10)
+        waited = time.monotonic() - t0
+        assert m[0:2] == [1, 7] and m[2][0] == "timeout", m
+        assert "echo.sleep" in m[2][1], m
+        assert waited < 1.9, "timeout came only after the op finished (%.2fs)" % waited
+        # the op runs on: it still holds its module
+        assert mod(watcher, "echo")["refs"] == 1
+        assert c.call("echo.ping", "after") == ["after"]
+        wait_for(lambda: mod(watcher, "echo")["refs"] == 0, "echo.sleep to finish")
+        # its result was dropped: the next answer on this connection is ours
+        c.send_raw(pack([0, 8, "lmms.ping", []]))
+        assert c.recv_message(timeout=10) == [1, 8, None, "pong"]
+    # inline ops and quick BLOCKING calls are untouched by the limit
+    with d.client() as c:
+        assert c.call("echo.sleep", 10) == 10
+
+
 def test_inflight_cap_delays_never_drops(daemon):
     d = daemon("--set", "server.max_inflight=2")
     with d.client() as c:
