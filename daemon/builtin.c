@@ -299,6 +299,9 @@ void builtin_call(lmmsd *d, conn *c, uint32_t msgid, bool notify, const char *op
 		if (d->eager)
 			ERR(PROTO_E_BUSY, "eager mode: modules are never unloaded");
 		r = lugs_try_unload(d, m, force, &which, &reason);
+		if (r == -EBUSY && m->state == MOD_PINNED)
+			ERR(PROTO_E_BUSY, "%s: pinned by %s, it stays mapped whatever dlclose does",
+			    lugs_check_name(which), m->pinned_by[0] ? m->pinned_by : "glibc");
 		if (r == -EBUSY)
 			ERR(PROTO_E_BUSY, "%s: %s", lugs_check_name(which),
 			    reason ? reason

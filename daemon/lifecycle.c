@@ -99,7 +99,7 @@ int lugs_try_unload(lmmsd *d, module *m, bool force, lugs_check *which, const ch
 		return m->state == MOD_PINNED ? 1 : 0;
 	if (m->state == MOD_PINNED) {
 		*which = LUGS_PROTECTED;
-		*reason = "pinned: it stays mapped whatever dlclose does (see pinned_by)";
+		*reason = "pinned: it stays mapped whatever dlclose does";
 		return -EBUSY;
 	}
 	r = lugs_check_1_to_4(d, m, force, now_ms(), which);

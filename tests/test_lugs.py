@@ -340,7 +340,8 @@ def test_nodelete_is_pinned(lugs_daemon, tmp_path):
         assert m["state"] == "pinned", m
         sweeps(1.0)  # ten sweeps
         msg = busy(c, "nodelete", True)
-        assert "pinned" in msg, msg
+        assert "pinned by nodelete.so" in msg, msg
+        assert m["pinned_by"] == "nodelete.so", m
         assert c.call("nodelete.ping") == "pong"
         sweeps(0.5)
         assert c.call("nodelete.ping") == "pong"
