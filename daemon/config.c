@@ -361,18 +361,22 @@ static int parse_uint(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* Module names become file names ("<name>.so") and method prefixes. */
+/* Module names become file names ("<name>.so") and method prefixes (split
+ * at the first '.'), so they are kept boring: the registry uses this rule
+ * for the directory listing too. */
+bool config_module_name_valid(const char *s, size_t n)
+{
+	if (n == 0 || n >= CONFIG_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+			return false;
+	return true;
+}
+
 static bool module_name_valid(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n >= CONFIG_NAME_MAX || s[0] == '.' || s[0] == '-' || strstr(s, ".."))
-		return false;
-	for (; *s; s++) {
-		if (!isalnum((unsigned char)*s) && !strchr("_-+.", *s))
-			return false;
-	}
-	return true;
+	return config_module_name_valid(s, strlen(s));
 }
 
 /* Like useradd's rules: portable characters, not starting with '-'. */

@@ -31,6 +31,10 @@ typedef enum module_policy {
 
 const char *policy_name(module_policy p);
 
+/* [A-Za-z0-9_-], 1..63 bytes: the one rule for module names (directory
+ * listing, [module NAME] sections, ligs.preload). */
+bool config_module_name_valid(const char *s, size_t n);
+
 typedef struct config_module {
 	char name[CONFIG_NAME_MAX];
 	module_policy policy;

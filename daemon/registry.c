@@ -76,21 +76,6 @@ int64_t rss_bytes(void)
 	return (int64_t)resident * sysconf(_SC_PAGESIZE);
 }
 
-/* Module names become file names and method prefixes: keep them boring. */
-static bool module_name_valid(const char *s, size_t n)
-{
-	if (n == 0 || n > MODULE_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char ch = s[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
-			return false;
-	}
-	return true;
-}
-
 static bool op_name_valid(const char *s)
 {
 	size_t n = strnlen(s, OP_NAME_MAX + 1);
@@ -197,7 +182,7 @@ int registry_scan(registry *r)
 		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
 			continue;
 		len -= 3;
-		if (!module_name_valid(de->d_name, len)) {
+		if (!config_module_name_valid(de->d_name, len)) {
 			log_debug("module directory: ignoring %s (not a valid module name)",
 				  de->d_name);
 			continue;
@@ -238,7 +223,7 @@ module *registry_find(registry *r, const char *name, size_t len)
 {
 	module *m = hmap_get(&r->by_name, name, len);
 
-	if (m || !module_name_valid(name, len))
+	if (m || !config_module_name_valid(name, len))
 		return m;
 	/* Rate-limited so a client asking for nonexistent modules in a loop
 	 * cannot turn every call into a directory walk. */

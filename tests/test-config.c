@@ -528,8 +528,10 @@ START_TEST(test_set)
 	ck_assert_str_eq(cfg.server.socket, "");
 	ck_assert_int_eq(config_set(&cfg, "server.socket=/run/a=b.sock", err, sizeof(err)), 0);
 	ck_assert_str_eq(cfg.server.socket, "/run/a=b.sock");
-	ck_assert_int_eq(config_set(&cfg, "module.my.mod.policy=core", err, sizeof(err)), 0);
-	ck_assert_int_eq(config_module_policy(&cfg, "my.mod"), POLICY_CORE);
+	ck_assert_int_eq(config_set(&cfg, "module.my-mod_2.policy=core", err, sizeof(err)), 0);
+	ck_assert_int_eq(config_module_policy(&cfg, "my-mod_2"), POLICY_CORE);
+	/* a dot can never be in a module name: methods split at the first one */
+	ck_assert_int_eq(config_set(&cfg, "module.my.mod.policy=core", err, sizeof(err)), -EINVAL);
 	ck_assert_int_eq(config_set(&cfg, "module.hash.grace_period=100ms", err, sizeof(err)), 0);
 	ck_assert_uint_eq(config_module_grace_ms(&cfg, "hash"), 100);
 	ck_assert_int_eq(config_module_policy(&cfg, "hash"), POLICY_UTILITY);
