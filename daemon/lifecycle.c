@@ -155,6 +155,8 @@ void lugs_sweep(lmmsd *d)
 	}
 	/* once, after all of this sweep's unloads */
 	lugs_trim(d);
+	/* systemd's STATUS= line follows residency even without a watchdog */
+	notify_status(d);
 }
 
 static void lugs_on_timer(uv_timer_t *t)

@@ -475,6 +475,18 @@ def test_ready_status_watchdog_stopping(spawn, notify, tmp_path):
     assert p.stop() == 0
 
 
+def test_status_follows_residency_without_watchdog(spawn, notify, tmp_path):
+    sock = str(tmp_path / "s.sock")
+    spawn([lmmsd_exe(), "--socket", sock, "--module-dir", module_dir(),
+           "--set", "lugs.sweep_interval=100ms"], env={"NOTIFY_SOCKET": notify.path})
+    notify.wait_for(lambda ln: ln.startswith("STATUS=0 of"), "STATUS= at READY")
+    with lmms.Client(sock, timeout=DEADLINE) as c:
+        c.call("echo.ping")
+    # no WATCHDOG_USEC: the sweep refreshes STATUS= on its own
+    notify.wait_for(lambda ln: ln.startswith("STATUS=1 of"), "STATUS= after a load")
+    assert "WATCHDOG=1" not in notify.lines
+
+
 def test_watchdog_is_not_ours_when_watchdog_pid_differs(spawn, notify, tmp_path):
     sock = str(tmp_path / "s.sock")
     p = spawn([lmmsd_exe(), "--socket", sock, "--module-dir", module_dir()],
