@@ -129,7 +129,7 @@ static void pack_op(lmmsd *d, msgpack_packer *pk, const op_info *op)
 {
 	const op_heat *h = &op->heat;
 
-	msgpack_pack_map(pk, 12);
+	msgpack_pack_map(pk, 14);
 	pack_kv_str(pk, "method", op->method);
 	pack_kv_u64(pk, "calls", h->calls);
 	pack_kv_str(pk, "heat", heat_level_name(h->level));
@@ -142,6 +142,8 @@ static void pack_op(lmmsd *d, msgpack_packer *pk, const op_info *op)
 			    ? (op->cache_ttl_ms ? op->cache_ttl_ms : d->cfg.cache.default_ttl_ms)
 			    : 0);
 	pack_kv_bool(pk, "blocking", op->flags & LMMS_OP_BLOCKING);
+	pack_kv_u64(pk, "blocking_above", op->blocking_above);
+	pack_kv_u64(pk, "pool_calls", h->pool_calls);
 	pack_kv_bool(pk, "pure", op->flags & LMMS_OP_PURE);
 	pack_kv_u64(pk, "heat_count", h->count);
 	pack_kv_u64(pk, "last_call_ms_ago", h->last_call_ms ? now_ms() - h->last_call_ms : 0);

@@ -307,6 +307,7 @@ static void run_blocking(lmmsd *d, conn *c, const request *r, op_info *op)
 
 	m->refs++;
 	m->last_used_ms = wr->started_ms = now_ms();
+	op->heat.pool_calls++;
 	conn_ref(c);
 	c->inflight++;
 	list_push_front(&d->calls, &wr->link);
@@ -365,7 +366,8 @@ static void run_inline(lmmsd *d, conn *c, const request *r, op_info *op, bool cr
 
 static void run_op(lmmsd *d, conn *c, const request *r, op_info *op)
 {
-	if (op->flags & LMMS_OP_BLOCKING)
+	if ((op->flags & LMMS_OP_BLOCKING) ||
+	    (op->blocking_above && r->params_len > op->blocking_above))
 		run_blocking(d, c, r, op);
 	else
 		run_inline(d, c, r, op, op->heat.level == HEAT_CRITICAL && op->heat.fp);

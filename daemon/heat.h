@@ -64,6 +64,7 @@ typedef struct fastpath {
 
 typedef struct op_heat {
 	uint64_t calls; /* since the daemon started */
+	uint64_t pool_calls; /* of those, run on the thread pool */
 	uint64_t total_ns;
 	uint64_t last_call_ms;
 	uint32_t hist[HEAT_HIST_BUCKETS]; /* durations, log2 buckets with 2 sub-buckets */

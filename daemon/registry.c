@@ -391,6 +391,11 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 		op->gone = false;
 		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
 		op->cache_ttl_ms = o->cache_ttl_ms;
+		/* read by the module's op_size: an older module has no such field */
+		op->blocking_above =
+			d->op_size >= offsetof(lmms_op, blocking_above) + sizeof(o->blocking_above)
+				? o->blocking_above
+				: 0;
 	}
 	m->ops_known = true;
 	return 0;

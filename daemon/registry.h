@@ -62,6 +62,7 @@ typedef struct op_info {
 	lmms_op_fn fn; /* NULL whenever the module is not callable */
 	uint32_t flags; /* LMMS_OP_* */
 	uint32_t cache_ttl_ms; /* as declared; 0 = cache.default_ttl */
+	uint32_t blocking_above; /* run on the pool above this many params bytes; 0 = never */
 	bool gone; /* the module no longer declares it */
 	op_heat heat; /* ZAFP metrics, kept across unloads */
 } op_info;

@@ -94,7 +94,8 @@ static const lmms_op echo_ops[] = {
 	{ .name = "ping", .fn = op_ping, .flags = 0 },
 	{ .name = "sleep", .fn = op_sleep, .flags = LMMS_OP_BLOCKING },
 	{ .name = "fail", .fn = op_fail, .flags = 0 },
-	{ .name = "upper", .fn = op_upper, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0 },
+	{ .name = "upper", .fn = op_upper, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
+	  .blocking_above = 4096 }, /* small on purpose: tests see both paths */
 	/* echo.fail declared PURE: what negative caching applies to */
 	{ .name = "fail_pure", .fn = op_fail, .flags = LMMS_OP_PURE },
 };

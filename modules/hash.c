@@ -112,11 +112,18 @@ static int op_md5(const lmms_host *h, lmms_call *c, void *state)
 	return hash_digest(h, c, MD_MD5, "md5");
 }
 
+/* Digesting is ~1 ms per MiB: past 64 KiB it moves off the event loop. */
+#define HASH_INLINE_MAX (64 * 1024)
+
 static const lmms_op hash_ops[] = {
-	{ .name = "sha256", .fn = op_sha256, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0 },
-	{ .name = "sha512", .fn = op_sha512, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0 },
-	{ .name = "sha1", .fn = op_sha1, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0 },
-	{ .name = "md5", .fn = op_md5, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0 },
+	{ .name = "sha256", .fn = op_sha256, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
+	  .blocking_above = HASH_INLINE_MAX },
+	{ .name = "sha512", .fn = op_sha512, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
+	  .blocking_above = HASH_INLINE_MAX },
+	{ .name = "sha1", .fn = op_sha1, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
+	  .blocking_above = HASH_INLINE_MAX },
+	{ .name = "md5", .fn = op_md5, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
+	  .blocking_above = HASH_INLINE_MAX },
 };
 
 LMMS_MODULE_DEFINE(hash, "1.0", hash_ops, NULL, NULL, NULL)

@@ -240,10 +240,16 @@ out:
 	return r;
 }
 
+/* Parsing big documents would stall the loop: past 64 KiB, the pool. */
+#define JSON_INLINE_MAX (64 * 1024)
+
 static const lmms_op json_ops[] = {
-	{ .name = "validate", .fn = op_validate, .flags = LMMS_OP_PURE },
-	{ .name = "canonical", .fn = op_canonical, .flags = LMMS_OP_PURE },
-	{ .name = "get", .fn = op_get, .flags = LMMS_OP_PURE },
+	{ .name = "validate", .fn = op_validate, .flags = LMMS_OP_PURE,
+	  .blocking_above = JSON_INLINE_MAX },
+	{ .name = "canonical", .fn = op_canonical, .flags = LMMS_OP_PURE,
+	  .blocking_above = JSON_INLINE_MAX },
+	{ .name = "get", .fn = op_get, .flags = LMMS_OP_PURE,
+	  .blocking_above = JSON_INLINE_MAX },
 };
 
 LMMS_MODULE_DEFINE(json, "1.0", json_ops, NULL, NULL, NULL)

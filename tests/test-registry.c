@@ -288,6 +288,32 @@ START_TEST(nodelete_is_pinned)
 }
 END_TEST
 
+/* A module built before lmms_op grew blocking_above: walked by its own
+ * op_size, and the missing field reads as 0. */
+START_TEST(old_op_size_is_read_by_its_own_stride)
+{
+	registry r;
+	module *m;
+	op_info *op;
+
+	add_module("oldabi");
+	add_module("echo");
+	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+	m = find(&r, "oldabi");
+	ck_assert_int_eq(registry_load(&r, m), 0);
+	ck_assert_uint_eq(m->n_ops, 2);
+	op = find_op(&r, "oldabi.cached");
+	ck_assert_uint_eq(op->flags, LMMS_OP_PURE);
+	ck_assert_uint_eq(op->cache_ttl_ms, 1234);
+	ck_assert_uint_eq(op->blocking_above, 0);
+	ck_assert_uint_eq(find_op(&r, "oldabi.ping")->blocking_above, 0);
+	/* a current module declares it */
+	ck_assert_int_eq(registry_load(&r, find(&r, "echo")), 0);
+	ck_assert_uint_eq(find_op(&r, "echo.upper")->blocking_above, 4096);
+	registry_fini(&r);
+}
+END_TEST
+
 START_TEST(nodelete_dependency_pins)
 {
 	char src[PATH_MAX], dst[PATH_MAX];
@@ -517,6 +543,7 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, veto_blocks_unload);
 	tcase_add_test(tc, nodelete_is_pinned);
 	tcase_add_test(tc, nodelete_dependency_pins);
+	tcase_add_test(tc, old_op_size_is_read_by_its_own_stride);
 	tcase_add_test(tc, ordinary_module_is_not_pinned);
 	tcase_add_test(tc, badabi_fails);
 	tcase_add_test(tc, badinit_fails);

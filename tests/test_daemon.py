@@ -8,6 +8,7 @@ where the socket path itself is under test, spawns lmmsd directly and stops
 it by pid. Timing is asserted by order, never by tight durations.
 """
 
+import hashlib
 import os
 import select
 import signal
@@ -20,7 +21,8 @@ import msgpack
 import pytest
 
 from conftest import (START_TIMEOUT, STOP_TIMEOUT, build_root, make_module_dir, mapped_objects,
-                      mod, sanitizer_report, shared_libs, stop_process, under_asan, wait_for)
+                      mod, op, sanitizer_report, shared_libs, stop_process, under_asan,
+                      wait_for)
 import lmms
 
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -319,6 +321,23 @@ def test_out_of_order_responses(lmmsd):
         second = c.recv_message()
         assert first == [1, 101, None, ["p"]]
         assert second == [1, 100, None, 300]
+
+
+def test_large_params_move_an_inline_op_to_the_pool(lmmsd):
+    # lmms_op.blocking_above: small inputs inline, large ones on the pool
+    big = "x" * 10000
+    blob = os.urandom(512 * 1024)  # under the 1 MiB message limit
+    with lmmsd.client() as c:
+        assert c.call("echo.upper", "abc") == "ABC"
+        o = op(c, "echo.upper")
+        assert o["blocking_above"] == 4096 and not o["blocking"], o
+        assert o["pool_calls"] == 0, o
+        assert c.call("echo.upper", big) == big.upper()
+        assert op(c, "echo.upper")["pool_calls"] == 1
+        assert c.call("hash.sha256", blob) == hashlib.sha256(blob).hexdigest()
+        assert op(c, "hash.sha256")["pool_calls"] == 1
+        assert c.call("hash.sha256", "abc") == SHA256_ABC
+        assert op(c, "hash.sha256")["pool_calls"] == 1
 
 
 def test_call_timeout_answers_and_drops_the_late_result(daemon):

@@ -164,6 +164,11 @@ typedef struct lmms_op {
 	lmms_op_fn fn;
 	uint32_t flags; /* LMMS_OP_* */
 	uint32_t cache_ttl_ms; /* PURE ops: 0 means the daemon's cache.default_ttl */
+	/* Appended after ABI 1's first release (the daemon reads it only when
+	 * op_size covers it): an op without LMMS_OP_BLOCKING still runs on the
+	 * thread pool when its params exceed this many encoded bytes, so a large
+	 * input never stalls the loop while small ones stay inline. 0 = never. */
+	uint32_t blocking_above;
 	/* New fields are appended here; the descriptor's op_size says how big. */
 } lmms_op;
 
