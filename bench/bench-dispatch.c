@@ -44,7 +44,10 @@ typedef struct req {
 	size_t len;
 } req;
 
-static req req_make(uint32_t msgid, const char *method, const char *str_arg)
+/* A request with params [str_arg] (or [] when NULL), or with flag_name set:
+ * [flag_name, flag]. */
+static req req_pack(uint32_t msgid, const char *method, const char *str_arg,
+		    const char *flag_name, bool flag)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -52,42 +55,29 @@ static req req_make(uint32_t msgid, const char *method, const char *str_arg)
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_array(&pk, 4);
-	msgpack_pack_uint32(&pk, 0);
-	msgpack_pack_uint32(&pk, msgid);
-	msgpack_pack_str_with_body(&pk, method, strlen(method));
-	if (str_arg) {
-		msgpack_pack_array(&pk, 1);
-		msgpack_pack_str_with_body(&pk, str_arg, strlen(str_arg));
-	} else {
-		msgpack_pack_array(&pk, 0);
+	proto_pack_request(&pk, msgid, method, strlen(method), flag_name ? 2 : str_arg ? 1 : 0);
+	if (flag_name) {
+		proto_pack_cstr(&pk, flag_name);
+		if (flag)
+			msgpack_pack_true(&pk);
+		else
+			msgpack_pack_false(&pk);
+	} else if (str_arg) {
+		proto_pack_cstr(&pk, str_arg);
 	}
 	r.data = sb.data;
 	r.len = sb.size;
 	return r;
 }
 
+static req req_make(uint32_t msgid, const char *method, const char *str_arg)
+{
+	return req_pack(msgid, method, str_arg, NULL, false);
+}
+
 static req req_make_bool(uint32_t msgid, const char *method, const char *name, bool flag)
 {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	req r;
-
-	msgpack_sbuffer_init(&sb);
-	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	msgpack_pack_array(&pk, 4);
-	msgpack_pack_uint32(&pk, 0);
-	msgpack_pack_uint32(&pk, msgid);
-	msgpack_pack_str_with_body(&pk, method, strlen(method));
-	msgpack_pack_array(&pk, 2);
-	msgpack_pack_str_with_body(&pk, name, strlen(name));
-	if (flag)
-		msgpack_pack_true(&pk);
-	else
-		msgpack_pack_false(&pk);
-	r.data = sb.data;
-	r.len = sb.size;
-	return r;
+	return req_pack(msgid, method, NULL, name, flag);
 }
 
 /* ---- in process ---- */
