@@ -113,29 +113,32 @@ def run(build, eager):
     with tempfile.TemporaryDirectory(prefix="lmms-rss-") as tmp:
         d = Daemon(build, tmp, FAST + (["--eager"] if eager else []))
         rows, per_module = [], {}
-        with lmms.Client(d.sock, timeout=10) as c:
-            time.sleep(0.3)
-            rows.append(("idle", status(d.pid), c.stats()["modules_resident"]))
-            idle_libs = mapped_libs(d.pid)
-            calls(c)
-            for m in c.modules():
-                per_module[m["name"]] = m["resident_bytes"]
-            rows.append(("after one call of each module", status(d.pid),
-                         c.stats()["modules_resident"]))
-            # pinned modules (a -z nodelete object, e.g. libcrypto under
-            # hash's OpenSSL backend) stay resident for good: don't wait for them
-            pinned = [m["name"] for m in c.modules() if m["state"] == "pinned"]
-            if eager:
-                time.sleep(2.0)  # as long as the lazy run waits, roughly
-            else:
-                wait_resident(c, len(pinned))
-                time.sleep(0.3)  # a few more sweeps: the deferred malloc_trim
-            st = c.stats()
-            rows.append(("after the sweep", status(d.pid), st["modules_resident"]))
-            libs = {k: v for k, v in mapped_libs(d.pid).items() if k not in idle_libs}
-            reclaimed = st["memory_reclaimed_bytes"]
-            pinned_by = {m["name"]: m["pinned_by"] for m in c.modules() if m["state"] == "pinned"}
-        d.stop()
+        # stop the daemon on every way out, a failed wait included
+        try:
+            with lmms.Client(d.sock, timeout=10) as c:
+                time.sleep(0.3)
+                rows.append(("idle", status(d.pid), c.stats()["modules_resident"]))
+                idle_libs = mapped_libs(d.pid)
+                calls(c)
+                for m in c.modules():
+                    per_module[m["name"]] = m["resident_bytes"]
+                rows.append(("after one call of each module", status(d.pid),
+                             c.stats()["modules_resident"]))
+                # pinned modules (a -z nodelete object, e.g. libcrypto under
+                # hash's OpenSSL backend) stay resident for good: don't wait for them
+                pinned = [m["name"] for m in c.modules() if m["state"] == "pinned"]
+                if eager:
+                    time.sleep(2.0)  # as long as the lazy run waits, roughly
+                else:
+                    wait_resident(c, len(pinned))
+                    time.sleep(0.3)  # a few more sweeps: the deferred malloc_trim
+                st = c.stats()
+                rows.append(("after the sweep", status(d.pid), st["modules_resident"]))
+                libs = {k: v for k, v in mapped_libs(d.pid).items() if k not in idle_libs}
+                reclaimed = st["memory_reclaimed_bytes"]
+                pinned_by = {m["name"]: m["pinned_by"] for m in c.modules() if m["state"] == "pinned"}
+        finally:
+            d.stop()
         return rows, per_module, libs, reclaimed, pinned_by
 
 
