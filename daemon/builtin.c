@@ -163,17 +163,13 @@ static bool arg_str(const msgpack_object *params, uint32_t i, const char **s, si
 	return true;
 }
 
-typedef struct config_pack_ctx {
-	msgpack_packer *pk;
-} config_pack_ctx;
-
 static void config_pack_one(void *ud, const char *section, const char *key, const char *value)
 {
-	config_pack_ctx *ctx = ud;
+	msgpack_packer *pk = ud;
 	char k[256];
 
 	snprintf(k, sizeof(k), "%s.%s", section, key);
-	pack_kv_str(ctx->pk, k, value);
+	pack_kv_str(pk, k, value);
 }
 
 static void config_count_one(void *ud, const char *section, const char *key, const char *value)
@@ -245,7 +241,6 @@ void builtin_call(lmmsd *d, conn *c, uint32_t msgid, bool notify, const char *op
 		return;
 	}
 	if (IS("config")) {
-		config_pack_ctx ctx;
 		size_t n = 0;
 
 		if (notify)
@@ -253,8 +248,7 @@ void builtin_call(lmmsd *d, conn *c, uint32_t msgid, bool notify, const char *op
 		config_visit(&d->cfg, config_count_one, &n);
 		pk = conn_reply_begin(c, msgid, &pkb);
 		msgpack_pack_map(pk, n);
-		ctx.pk = pk;
-		config_visit(&d->cfg, config_pack_one, &ctx);
+		config_visit(&d->cfg, config_pack_one, pk);
 		return;
 	}
 	if (IS("load")) {
@@ -319,7 +313,6 @@ void builtin_call(lmmsd *d, conn *c, uint32_t msgid, bool notify, const char *op
 		return;
 	}
 	if (IS("invalidate")) {
-		const msgpack_object *o = NULL;
 		uint32_t n;
 
 		ADMIN();
@@ -328,7 +321,6 @@ void builtin_call(lmmsd *d, conn *c, uint32_t msgid, bool notify, const char *op
 		if (params->via.array.size == 0) {
 			n = cache_invalidate(&d->cache, NULL, NULL);
 		} else {
-			o = &params->via.array.ptr[0];
 			if (!arg_str(params, 0, &name, &name_len))
 				ERR(PROTO_E_BAD_PARAMS, "lmms.invalidate: argument must be a string");
 			if (memchr(name, '.', name_len)) {
@@ -343,7 +335,6 @@ void builtin_call(lmmsd *d, conn *c, uint32_t msgid, bool notify, const char *op
 				n = cache_invalidate(&d->cache, m, NULL);
 			}
 		}
-		(void)o;
 		if (notify)
 			return;
 		msgpack_pack_uint32(conn_reply_begin(c, msgid, &pkb), n);
