@@ -54,20 +54,12 @@ static void lmmsd_on_unload(void *ud, module *m)
 
 /* ---- periodic work ---- */
 
-static void all_ops(lmmsd *d, void (*fn)(lmmsd *, op_info *const *, uint32_t))
-{
-	for (uint32_t i = 0; i < d->reg.n_mods; i++)
-		fn(d, (op_info *const *)d->reg.mods[i]->ops, d->reg.mods[i]->n_ops);
-}
-
-static void decay_ops(lmmsd *d, op_info *const *ops, uint32_t n)
-{
-	heat_decay(&d->heat, ops, n);
-}
-
 static void lmmsd_on_decay(uv_timer_t *t)
 {
-	all_ops(t->data, decay_ops);
+	lmmsd *d = t->data;
+
+	for (uint32_t i = 0; i < d->reg.n_mods; i++)
+		heat_decay(&d->heat, (op_info *const *)d->reg.mods[i]->ops, d->reg.mods[i]->n_ops);
 }
 
 static void lmmsd_arm_cache_timer(lmmsd *d);
