@@ -28,10 +28,12 @@
  *     }
  *
  *     static const lmms_op ops[] = {
- *         { .name = "ping", .fn = op_ping, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0 },
+ *         { .name = "ping", .fn = op_ping, .flags = LMMS_OP_PURE,
+ *           .doc = "echo one string back" },
  *     };
  *
- *     LMMS_MODULE_DEFINE(mymod, "1.0", ops, NULL, NULL, NULL);
+ *     LMMS_MODULE(.name = "mymod", .version = "1.0", LMMS_OPS(ops),
+ *                 .description = "a tiny example");
  *
  * Build it with -fvisibility=hidden; LMMS_MODULE_DEFINE marks the one entry
  * symbol visible. See modules/README.md for the rules on threads, state and
@@ -149,8 +151,25 @@ struct lmms_host {
 	/* Monotonic milliseconds. */
 	uint64_t (*now_ms)(void);
 
+	/* ---- appended after ABI 1's first release: test with LMMS_HOST_HAS ---- */
+
+	/*
+	 * The module's own setting `key` from its [module NAME] section (keys the
+	 * daemon does not use itself, e.g. `[module sqlite] path = FILE`), or NULL
+	 * when it is not set. Valid in init, ops and fini, on any thread, until
+	 * fini returns. A key present in the section that the module never asked
+	 * for during init is reported by the daemon as a warning, which catches
+	 * typos in the configuration.
+	 */
+	const char *(*setting)(lmms_call *c, const char *key);
+
 	/* New fields are appended here, never inserted. */
 };
+
+/* Does host h have field f? For fields appended after a module was written
+ * against an older daemon: `if (LMMS_HOST_HAS(h, setting)) h->setting(...)`. */
+#define LMMS_HOST_HAS(h, f) \
+	((h)->size >= offsetof(lmms_host, f) + sizeof(((lmms_host *)0)->f))
 
 /* Log levels for host->log (syslog numbering). */
 enum { LMMS_LOG_ERR = 3, LMMS_LOG_WARNING = 4, LMMS_LOG_INFO = 6, LMMS_LOG_DEBUG = 7 };
@@ -169,6 +188,8 @@ typedef struct lmms_op {
 	 * thread pool when its params exceed this many encoded bytes, so a large
 	 * input never stalls the loop while small ones stay inline. 0 = never. */
 	uint32_t blocking_above;
+	/* One line saying what the op does (lmms.ops "doc", lmmsctl ops). */
+	const char *doc;
 	/* New fields are appended here; the descriptor's op_size says how big. */
 } lmms_op;
 
@@ -193,12 +214,36 @@ typedef struct lmms_module_desc {
 	 * (a static string) to veto it. */
 	int (*can_unload)(const lmms_host *h, void *state, const char **reason);
 
+	/* Appended after ABI 1's first release (read only when size covers it). */
+	const char *description; /* one line: what the module offers (lmms.modules) */
+
 	/* New fields are appended here, never inserted. */
 } lmms_module_desc;
 
 typedef const lmms_module_desc *(*lmms_module_entry_fn)(void);
 
-/* Defines the one exported entry symbol and the descriptor behind it. */
+/*
+ * Defines the one exported entry symbol and the descriptor behind it, from
+ * designated initializers, so fields appended later never need a new
+ * positional argument:
+ *
+ *     LMMS_MODULE(.name = "mymod", .version = "1.0", LMMS_OPS(ops),
+ *                 .description = "what it offers", .init = my_init);
+ *
+ * The ABI version and both struct sizes are filled in by the macro.
+ */
+#define LMMS_OPS(tab) .ops = (tab), .n_ops = sizeof(tab) / sizeof((tab)[0])
+#define LMMS_MODULE(...)                                                   \
+	static const lmms_module_desc lmms__desc = {                       \
+		.abi_version = LMMS_MODULE_ABI_VERSION,                    \
+		.size = sizeof(lmms_module_desc),                          \
+		.op_size = sizeof(lmms_op),                                \
+		__VA_ARGS__                                                \
+	};                                                                 \
+	LMMS_EXPORT const lmms_module_desc *LMMS_MODULE_ENTRY(void);       \
+	const lmms_module_desc *LMMS_MODULE_ENTRY(void) { return &lmms__desc; }
+
+/* The first, positional form; kept so modules written with it still build. */
 #define LMMS_MODULE_DEFINE(mname, mversion, opstab, initfn, finifn, canunloadfn) \
 	static const lmms_module_desc lmms__desc = {                             \
 		.abi_version = LMMS_MODULE_ABI_VERSION,                          \
