@@ -6,6 +6,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,6 @@
 
 #define SHUTDOWN_POLL_MS 20
 #define SHUTDOWN_DEADLINE_MS 30000
-#define LISTEN_BACKLOG 256 /* as systemd/lmmsd.socket */
 
 void lmmsd_server_limits(const config *cfg, server_limits *l)
 {
@@ -34,7 +34,8 @@ void lmmsd_server_limits(const config *cfg, server_limits *l)
 	l->max_output_bytes = cfg->server.max_output_bytes;
 	l->idle_timeout_ms = cfg->server.idle_timeout_ms;
 	l->message_timeout_ms = cfg->server.message_timeout_ms;
-	l->backlog = LISTEN_BACKLOG;
+	l->write_timeout_ms = cfg->server.write_timeout_ms;
+	l->backlog = cfg->server.backlog;
 }
 
 /* ---- wiring between units ---- */
@@ -58,6 +59,53 @@ static void on_swept(void *ud)
 	lmmsd *d = ud;
 
 	/* systemd's STATUS= line follows residency even without a watchdog */
+	notify_status(&d->nt);
+}
+
+/* The transport's callbacks: messages to dispatch, closes to every unit that
+ * keeps something per connection. */
+static int on_message(void *ud, conn *c, const char *msg, size_t len)
+{
+	lmmsd *d = ud;
+
+	return dispatch_on_message(&d->dp, c, msg, len);
+}
+
+static void on_close(void *ud, conn *c)
+{
+	lmmsd *d = ud;
+
+	dispatch_on_close(&d->dp, c);
+	if (d->mon_open) {
+		monitor_remove(&d->mon, c);
+		if (!d->mon.n)
+			d->dp.on_event = NULL;
+	}
+}
+
+int lmmsd_monitor_add(lmmsd *d, conn *c)
+{
+	int r = d->mon_open ? monitor_add(&d->mon, c) : -ENODEV;
+
+	if (r == 0) {
+		d->dp.on_event = monitor_event;
+		d->dp.ud_event = &d->mon;
+	}
+	return r;
+}
+
+void lmmsd_trim(lmmsd *d, const char *trigger, lmmsd_trim_result *t)
+{
+	t->rss_before = rss_bytes();
+	t->modules_unloaded = lugs_shed(&d->lugs, trigger);
+	t->cache_bytes_dropped = cache_shrink(&d->cache, d->cache.bytes / 2);
+	malloc_trim(0);
+	t->rss_after = rss_bytes();
+	if (t->rss_before > t->rss_after && t->rss_after >= 0)
+		d->lugs.st.trim_reclaimed_bytes += t->rss_before - t->rss_after;
+	log_info("%s: %u modules unloaded, %llu cache bytes dropped, RSS %lld -> %lld KiB", trigger,
+		 t->modules_unloaded, (unsigned long long)t->cache_bytes_dropped,
+		 (long long)t->rss_before / 1024, (long long)t->rss_after / 1024);
 	notify_status(&d->nt);
 }
 
@@ -180,8 +228,8 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 {
 	server_limits limits;
 	const server_callbacks cb = {
-		.on_message = dispatch_on_message,
-		.on_close = dispatch_on_close,
+		.on_message = on_message,
+		.on_close = on_close,
 	};
 	int r;
 
@@ -219,8 +267,13 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	d->lugs.on_swept = on_swept;
 	d->lugs.ud = d;
 
+	r = monitor_init(&d->mon, loop);
+	if (r < 0)
+		return r;
+	d->mon_open = true;
+
 	lmmsd_server_limits(&d->cfg, &limits);
-	server_init(&d->srv, loop, &limits, &cb, &d->dp);
+	server_init(&d->srv, loop, &limits, &cb, d);
 	d->srv_open = true;
 
 	if ((r = open_timer(d, &d->decay_timer, H_DECAY, false)) < 0 ||
@@ -267,6 +320,8 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 		server_listen_name(&d->srv, where, sizeof(where));
 		if (!where[0])
 			snprintf(where, sizeof(where), "fd %d", listen_fd);
+		else
+			memcpy(d->cfg.server.socket, where, sizeof(d->cfg.server.socket));
 		log_info("ready: listening on inherited socket %s, %u modules known in %s, %u loaded%s",
 			 where, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
 			 d->eager ? " (eager)" : "");
@@ -316,6 +371,10 @@ static void lmmsd_close_handles(lmmsd *d)
 		lugs_fini(&d->lugs);
 	if (d->dp_open)
 		dispatch_fini(&d->dp);
+	if (d->mon_open) {
+		d->dp.on_event = NULL;
+		monitor_fini(&d->mon);
+	}
 }
 
 static void lmmsd_on_shutdown_poll(uv_timer_t *t)
@@ -383,6 +442,12 @@ int lmmsd_reload(lmmsd *d, char *msg, size_t msglen)
 		free(nc);
 		return r;
 	}
+	/* An empty value means "the default", which is what is in use: only a
+	 * new explicit value can differ from it. */
+	if (!nc->server.socket[0])
+		memcpy(nc->server.socket, d->cfg.server.socket, sizeof(nc->server.socket));
+	if (!nc->ligs.module_dir[0])
+		memcpy(nc->ligs.module_dir, d->cfg.ligs.module_dir, sizeof(nc->ligs.module_dir));
 	if (config_diff_restart_only(&d->cfg, nc, fixed, sizeof(fixed)) > 0)
 		log_warn("reload: %s changed but only take effect on restart", fixed);
 	/* the values in use stay, so lmms.config tells the truth */

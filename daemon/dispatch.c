@@ -90,7 +90,7 @@ static void emit(dispatch *dp, const conn *c, const op_info *op, dispatch_path p
 		.error = e,
 	};
 
-	dp->on_event(dp->ud, &ev);
+	dp->on_event(dp->ud_event, &ev);
 }
 
 static uint64_t op_ttl_ms(const dispatch *dp, const op_info *op)
@@ -98,20 +98,33 @@ static uint64_t op_ttl_ms(const dispatch *dp, const op_info *op)
 	return op->cache_ttl_ms ? op->cache_ttl_ms : dp->cfg->cache.default_ttl_ms;
 }
 
-static void cache_store(dispatch *dp, op_info *op, const char *params, size_t plen,
-			const char *val, size_t vlen, uint64_t ttl, bool negative, uint64_t now)
+/*
+ * Whose cached results may answer c: its own uid's unless the op's module is
+ * shared (cache.scope, [module NAME] cache_scope). Per uid by default, so the
+ * cache cannot tell one user what another computed, through the answer or
+ * through its speed.
+ */
+static uint32_t cache_scope_of(const conn *c, const op_info *op)
+{
+	return op->mod->cache_scope == CACHE_SCOPE_SHARED ? CACHE_SHARED : (uint32_t)c->uid;
+}
+
+static void cache_store(dispatch *dp, const conn *c, op_info *op, const char *params,
+			size_t plen, const char *val, size_t vlen, uint64_t ttl, bool negative,
+			uint64_t now)
 {
 	if (!dp->cfg->cache.max_bytes || !ttl)
 		return;
-	if (cache_put(dp->cache, op, params, plen, val, vlen, ttl, negative, now) == 0 &&
+	if (cache_put(dp->cache, op, cache_scope_of(c, op), params, plen, val, vlen, ttl, negative,
+		      now) == 0 &&
 	    dp->on_cache_stored)
 		dp->on_cache_stored(dp->ud, now + ttl);
 }
 
-/* After an op returned: reply, record heat, cache, stamp last use. c is
- * NULL when nobody waits for the answer any more. */
-static proto_err call_complete(dispatch *dp, conn *c, op_info *op, uint32_t msgid, bool notify,
-			       lmms_call *call, int rc, uint64_t ns, uint32_t weight,
+/* After an op returned: reply (unless the caller is gone), record heat,
+ * cache, stamp last use. */
+static proto_err call_complete(dispatch *dp, conn *c, bool gone, op_info *op, uint32_t msgid,
+			       bool notify, lmms_call *call, int rc, uint64_t ns, uint32_t weight,
 			       const char *params, size_t plen)
 {
 	uint64_t now = uv_now(dp->loop);
@@ -121,18 +134,19 @@ static proto_err call_complete(dispatch *dp, conn *c, op_info *op, uint32_t msgi
 	module_touch(op->mod, now);
 	heat_record_weighted(dp->heat, op, ns, weight, now);
 	if (e == PROTO_OK) {
-		if (!notify && c)
+		if (!notify && !gone)
 			conn_reply_raw(c, msgid, call->out.data, call->out.size);
 		if (op->flags & LMMS_OP_PURE)
-			cache_store(dp, op, params, plen, call->out.data, call->out.size,
+			cache_store(dp, c, op, params, plen, call->out.data, call->out.size,
 				    op_ttl_ms(dp, op), false, now);
 	} else {
-		if (c)
+		op->heat.errors++;
+		if (!gone)
 			dispatch_reply_error(dp, c, msgid, notify, e, "%s", msg);
 		else
 			dp->st.errors_total++;
 		if (e == PROTO_E_MODULE_ERROR && (op->flags & LMMS_OP_PURE))
-			cache_store(dp, op, params, plen, msg, strlen(msg),
+			cache_store(dp, c, op, params, plen, msg, strlen(msg),
 				    dp->cfg->cache.negative_ttl_ms, true, now);
 	}
 	return e;
@@ -213,8 +227,8 @@ static void work_done(uv_work_t *w, int status)
 
 	(void)status; /* work is never cancelled: shutdown waits for it */
 	list_unlink(&wr->link);
-	e = call_complete(dp, gone ? NULL : c, wr->op, wr->msgid, wr->notify, &wr->call, wr->rc,
-			  wr->ns, 1, wr->params_bytes, wr->params_len);
+	e = call_complete(dp, c, gone, wr->op, wr->msgid, wr->notify, &wr->call, wr->rc, wr->ns, 1,
+			  wr->params_bytes, wr->params_len);
 	if (dp->on_event)
 		emit(dp, c, wr->op, PATH_POOL, wr->loaded, wr->ns,
 		     e == PROTO_OK ? wr->call.out.size : 0, e);
@@ -308,7 +322,7 @@ static void run_inline(dispatch *dp, conn *c, const proto_request *r, op_info *o
 	rc = op->fn(&call_host, &call, m->mstate);
 	if (timed)
 		ns = now_ns() - t0;
-	e = call_complete(dp, c, op, r->msgid, r->notify, &call, rc, ns,
+	e = call_complete(dp, c, false, op, r->msgid, r->notify, &call, rc, ns,
 			  !timed ? 0 : critical ? HEAT_SAMPLE_EVERY : 1, r->params, r->params_len);
 	if (dp->on_event)
 		emit(dp, c, op, path, loaded, ns, e == PROTO_OK ? call.out.size : 0, e);
@@ -385,8 +399,8 @@ static op_info *dispatch_resolve(dispatch *dp, conn *c, const proto_request *r, 
 static bool dispatch_cache(dispatch *dp, conn *c, const proto_request *r, op_info *op,
 			   uint64_t now)
 {
-	cache_entry *ce = cache_get(dp->cache, op->method, op->method_len, r->params,
-				    r->params_len, now);
+	cache_entry *ce = cache_get(dp->cache, op->method, op->method_len, cache_scope_of(c, op),
+				    r->params, r->params_len, now);
 
 	if (!ce)
 		return false;

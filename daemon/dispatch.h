@@ -76,9 +76,10 @@ typedef struct dispatch {
 	/* A cache entry expiring at expires_ms was stored (the owner of the
 	 * expiry timer pulls it forward). Optional. */
 	void (*on_cache_stored)(void *ud, uint64_t expires_ms);
+	void *ud;
 	/* A call finished (only while someone watches: lmms.monitor). */
 	void (*on_event)(void *ud, const dispatch_event *ev);
-	void *ud;
+	void *ud_event;
 } dispatch;
 
 /* Fields at safe values first, so dispatch_fini undoes a half-done init. */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,7 @@ static void module_resolve_config(module *m)
 {
 	m->policy = config_module_policy(m->reg->cfg, m->name);
 	m->grace_ms = config_module_grace_ms(m->reg->cfg, m->name);
+	m->cache_scope = config_module_cache_scope(m->reg->cfg, m->name);
 }
 
 static void module_free(module *m)
@@ -135,6 +137,15 @@ static void module_free(module *m)
 	free(m->description);
 	call_settings_free(&m->settings);
 	free(m);
+}
+
+void module_set_trigger(module *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->unload_trigger, sizeof(m->unload_trigger), fmt, ap);
+	va_end(ap);
 }
 
 void module_unref(module *m)
@@ -173,8 +184,10 @@ void registry_fini(registry *r)
 		/* The daemon is leaving: a can_unload veto protects data while
 		 * the daemon lives, but at exit skipping fini would only leak
 		 * it (and whatever else the module holds). */
-		if (m->handle)
+		if (m->handle) {
+			module_set_trigger(m, "shutdown");
 			module_unload(r, m, false, NULL);
+		}
 	}
 	for (uint32_t i = 0; i < r->n_mods; i++)
 		module_free(r->mods[i]);
@@ -669,24 +682,39 @@ static int module_unload(registry *r, module *m, bool ask, const char **reason)
 	 * symbols, TLS destructors): ask it, without loading anything. */
 	again = dlopen(m->path, RTLD_NOW | RTLD_NOLOAD | RTLD_LOCAL);
 	if (again) {
+		bool known = m->state == MOD_PINNED;
+
 		dlclose(again);
 		m->state = MOD_PINNED;
-		snprintf(m->pinned_by, sizeof(m->pinned_by), "%s", "glibc (still mapped after dlclose)");
+		if (!m->pinned_by[0])
+			snprintf(m->pinned_by, sizeof(m->pinned_by), "%s",
+				 "glibc (still mapped after dlclose)");
 		m->reclaimed_bytes = 0;
-		log_notice("module %s stays mapped after dlclose: pinned", m->name);
+		if (known)
+			log_info("module %s finalised by %s; it stays mapped (pinned by %s)",
+				 m->name, m->unload_trigger[0] ? m->unload_trigger : "request",
+				 m->pinned_by);
+		else
+			log_notice("module %s stays mapped after dlclose: pinned", m->name);
 		return 1;
 	}
 
 	rss_after = rss_bytes();
-	m->state = MOD_UNLOADED;
-	r->n_resident--;
-	r->unloads++;
 	m->reclaimed_bytes = (rss_before >= 0 && rss_after >= 0 && rss_before > rss_after)
 				     ? rss_before - rss_after
 				     : 0;
 	r->reclaimed_bytes += m->reclaimed_bytes;
-	log_info("module %s unloaded (%lld KiB returned)", m->name,
-		 (long long)(m->reclaimed_bytes / 1024));
+	if (m->state == MOD_PINNED)
+		/* the module left, but the -z nodelete library it pulled in did not */
+		log_info("module %s unloaded by %s; %s stays mapped (-z nodelete)", m->name,
+			 m->unload_trigger[0] ? m->unload_trigger : "request", m->pinned_by);
+	else
+		log_info("module %s unloaded by %s (%lld KiB returned)", m->name,
+			 m->unload_trigger[0] ? m->unload_trigger : "request",
+			 (long long)(m->reclaimed_bytes / 1024));
+	m->state = MOD_UNLOADED;
+	r->n_resident--;
+	r->unloads++;
 	return 0;
 }
 
