@@ -269,6 +269,7 @@ static void run_blocking(dispatch *dp, conn *c, const proto_request *r, op_info 
 	wr->loaded = loaded;
 	call_init(&wr->call, &wr->params, dp->cfg->server.max_result_bytes, m->name);
 	wr->call.settings = &m->settings;
+	call_set_wire(&wr->call, wr->params_bytes, wr->params_len, dp->cfg->server.max_depth);
 
 	module_ref(m);
 	wr->started_ms = uv_now(dp->loop);
@@ -314,6 +315,7 @@ static void run_inline(dispatch *dp, conn *c, const proto_request *r, op_info *o
 	}
 	call_init(&call, &params, dp->cfg->server.max_result_bytes, m->name);
 	call.settings = &m->settings;
+	call_set_wire(&call, r->params, r->params_len, dp->cfg->server.max_depth);
 	if (critical)
 		heat_result_buf_take(dp->heat, &call.out.data, &call.out.alloc);
 	module_ref(m);
