@@ -54,11 +54,13 @@ static void on_module_released(void *ud, module *m)
 	lugs_module_released(&d->lugs, m);
 }
 
-static void on_swept(void *ud)
+/* systemd's STATUS= line follows residency at once, with or without a
+ * watchdog (which refreshes it too). */
+static void on_residency(void *ud, module *m)
 {
 	lmmsd *d = ud;
 
-	/* systemd's STATUS= line follows residency even without a watchdog */
+	(void)m;
 	notify_status(&d->nt);
 }
 
@@ -113,9 +115,8 @@ static void status_text(void *ud, char *buf, size_t n)
 {
 	lmmsd *d = ud;
 
-	snprintf(buf, n, "%u of %u modules resident, %llu requests, %u connections",
-		 d->reg.n_resident, d->reg.n_mods, (unsigned long long)d->dp.st.requests_total,
-		 d->srv.n_conns);
+	snprintf(buf, n, "%u modules resident, %llu requests, %u connections", d->reg.n_resident,
+		 (unsigned long long)d->dp.st.requests_total, d->srv.n_conns);
 }
 
 /* ---- periodic work ---- */
@@ -244,6 +245,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 		return r;
 	d->reg.on_unload = on_module_unload;
 	d->reg.on_released = on_module_released;
+	d->reg.on_residency = on_residency;
 	d->reg.ud = d;
 	heat_init(&d->heat, &d->cfg);
 	d->heat_open = true;
@@ -264,8 +266,6 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	if (r < 0)
 		return r;
 	d->lugs_open = true;
-	d->lugs.on_swept = on_swept;
-	d->lugs.ud = d;
 
 	r = monitor_init(&d->mon, loop);
 	if (r < 0)
@@ -290,6 +290,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 static void lmmsd_load_at_start(lmmsd *d)
 {
 	if (d->eager) {
+		registry_list(&d->reg);
 		for (uint32_t i = 0; i < d->reg.n_mods; i++)
 			registry_load(&d->reg, d->reg.mods[i]);
 		return;
@@ -322,13 +323,11 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 			snprintf(where, sizeof(where), "fd %d", listen_fd);
 		else
 			memcpy(d->cfg.server.socket, where, sizeof(d->cfg.server.socket));
-		log_info("ready: listening on inherited socket %s, %u modules known in %s, %u loaded%s",
-			 where, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
-			 d->eager ? " (eager)" : "");
+		log_info("ready: listening on inherited socket %s, modules in %s, %u loaded%s", where,
+			 d->reg.dir, d->reg.n_resident, d->eager ? " (eager)" : "");
 	} else {
-		log_info("ready: listening on %s, %u modules known in %s, %u loaded%s",
-			 d->socket_path, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
-			 d->eager ? " (eager)" : "");
+		log_info("ready: listening on %s, modules in %s, %u loaded%s", d->socket_path,
+			 d->reg.dir, d->reg.n_resident, d->eager ? " (eager)" : "");
 	}
 	notify_ready(&d->nt);
 	return 0;

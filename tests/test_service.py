@@ -478,12 +478,19 @@ def test_ready_status_watchdog_stopping(spawn, notify, tmp_path):
 def test_status_follows_residency_without_watchdog(spawn, notify, tmp_path):
     sock = str(tmp_path / "s.sock")
     spawn([lmmsd_exe(), "--socket", sock, "--module-dir", module_dir(),
-           "--set", "lugs.sweep_interval=100ms"], env={"NOTIFY_SOCKET": notify.path})
-    notify.wait_for(lambda ln: ln.startswith("STATUS=0 of"), "STATUS= at READY")
+           "--set", "lugs.sweep_interval=100ms", "--set", "lugs.grace_period=300ms",
+           "--set", "lugs.min_resident=0"], env={"NOTIFY_SOCKET": notify.path})
+    notify.wait_for(lambda ln: ln.startswith("STATUS=0 modules resident"), "STATUS= at READY")
     with lmms.Client(sock, timeout=DEADLINE) as c:
         c.call("echo.ping")
-    # no WATCHDOG_USEC: the sweep refreshes STATUS= on its own
-    notify.wait_for(lambda ln: ln.startswith("STATUS=1 of"), "STATUS= after a load")
+    # no WATCHDOG_USEC: a load sends STATUS= itself ...
+    notify.wait_for(lambda ln: ln.startswith("STATUS=1 modules resident"), "STATUS= after a load")
+    mark = len(notify.lines)
+    # ... and so does the unload the sweep makes
+    deadline = time.monotonic() + DEADLINE
+    while not any(ln.startswith("STATUS=0 modules resident") for ln in notify.lines[mark:]):
+        assert time.monotonic() < deadline, "no STATUS= after the unload: %r" % notify.lines
+        time.sleep(0.02)
     assert "WATCHDOG=1" not in notify.lines
 
 
