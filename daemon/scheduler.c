@@ -528,6 +528,22 @@ uint32_t sched_cancel_group(sched *s, const void *group)
 	return n;
 }
 
+int sched_cancel(sched *s, sched_job *job)
+{
+	bool queued;
+
+	pthread_mutex_lock(&s->lock);
+	/* on the order list exactly while queued */
+	queued = job->user && job->order.next != &job->order;
+	if (queued)
+		cancel_one(s, job);
+	pthread_mutex_unlock(&s->lock);
+	if (!queued)
+		return -EBUSY;
+	uv_async_send(&s->async);
+	return 0;
+}
+
 int sched_charge(sched *s, uid_t uid, int64_t delta)
 {
 	sched_user *u = NULL;

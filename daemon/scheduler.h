@@ -125,6 +125,11 @@ int sched_submit(sched *s, sched_job *job, uid_t uid, const void *group, size_t 
  * number cancelled. */
 uint32_t sched_cancel_group(sched *s, const void *group);
 
+/* Cancel one job if it has not started (a call answered "timeout" while
+ * still queued): 0, and done runs with -ECANCELED on a later loop
+ * iteration; or -EBUSY when it is running or already finishing. */
+int sched_cancel(sched *s, sched_job *job);
+
 /* Charge (delta > 0) or release (delta < 0) bytes held for uid outside the
  * jobs, such as output buffers. Releasing more than was charged is clamped.
  * The budget callback may run before it returns. 0, -EBUSY or -ENOMEM. */

@@ -561,6 +561,31 @@ START_TEST(cancel_group)
 }
 END_TEST
 
+START_TEST(cancel_one_job)
+{
+	tjob *a1, *a2, *a3;
+	char order[64];
+
+	start(1, 0, 0);
+	a1 = submit("a1", UID_A, NULL, 1, true);
+	a2 = submit("a2", UID_A, NULL, 2, false);
+	a3 = submit("a3", UID_A, NULL, 4, false);
+	wait_until(started_at_least, 1, "a1 to start");
+	ck_assert_int_eq(sched_cancel(s, &a1->job), -EBUSY); /* running */
+	ck_assert_int_eq(sched_cancel(s, &a2->job), 0);
+	ck_assert_int_eq(sched_cancel(s, &a2->job), -EBUSY); /* already finishing */
+	ck_assert_uint_eq(n_done, 0);
+	wait_until(done_at_least, 1, "a2's done");
+	ck_assert_int_eq(a2->status, -ECANCELED);
+	ck_assert_uint_eq(sched_uid_bytes(s, UID_A), 5);
+	finish_all();
+	ck_assert(!a2->ran && a3->ran);
+	ck_assert_int_eq(a3->status, 0);
+	start_order(order, sizeof(order));
+	ck_assert_str_eq(order, "a1 a3");
+}
+END_TEST
+
 /* ---- liveness ---- */
 
 START_TEST(probe_busy_is_alive)
@@ -762,6 +787,7 @@ int main(void)
 	tcase_add_test(tc_, per_uid_cap);
 	tcase_add_test(tc_, byte_budget);
 	tcase_add_test(tc_, cancel_group);
+	tcase_add_test(tc_, cancel_one_job);
 	tcase_add_test(tc_, probe_busy_is_alive);
 	tcase_add_test(tc_, drain_refuses_and_cancels);
 	tcase_add_test(tc_, stop_abandons_hung_job);
