@@ -609,8 +609,7 @@ bool sched_uid_over(sched *s, uid_t uid)
 
 void sched_set_limits(sched *s, uint32_t max_jobs_per_uid, uint64_t max_bytes_per_uid)
 {
-	/* A uid's budget state is re-evaluated at its next change: every paused
-	 * uid holds bytes, and those only go through paths that check. */
+	/* lazily: see the header */
 	pthread_mutex_lock(&s->lock);
 	s->max_jobs = max_jobs_per_uid;
 	s->max_bytes = max_bytes_per_uid;

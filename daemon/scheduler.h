@@ -4,9 +4,9 @@
  * Jobs are submitted on the loop thread with an owner (uid), an opaque group
  * (the connection, for cancellation) and a byte weight (what the job holds
  * in memory until its done callback runs). Each uid has a FIFO; uids with
- * queued work take turns, one job per uid per round, so a uid flooding the
- * pool delays another uid's call by at most one of its own calls per free
- * worker. Each uid is capped in jobs and has a byte budget; the transport is
+ * queued work take turns, one job per uid per round. A uid that had nothing
+ * queued gets the next thread to come free, however much another uid has
+ * queued: its call waits for one running call at most. Each uid is capped in jobs and has a byte budget; the transport is
  * told when a uid goes over or back under it so it can pause reading.
  *
  * The pool is `workers` threads owned by this unit rather than libuv's pool:
@@ -138,8 +138,10 @@ int sched_charge(sched *s, uid_t uid, int64_t delta);
 uint64_t sched_uid_bytes(sched *s, uid_t uid);
 bool sched_uid_over(sched *s, uid_t uid);
 
-/* A new cap and budget (configuration reload); budget callbacks run for
- * every uid whose state flips. The worker count is fixed at creation. */
+/* A new cap and budget (configuration reload). Each uid's budget state is
+ * re-evaluated, and its callback run, at its next change: a paused uid
+ * holds bytes, and those only go through paths that check. The worker
+ * count is fixed at creation. */
 void sched_set_limits(sched *s, uint32_t max_jobs_per_uid, uint64_t max_bytes_per_uid);
 
 /* When job started running, 0 while queued. */
