@@ -162,6 +162,12 @@ int main(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	lmmsd_fini(d);
+	if (d->abandoned) {
+		/* Threads still run module code: exit() would run destructors
+		 * (the modules', libraries') under them. */
+		log_info("exiting with %u abandoned calls", d->abandoned);
+		_exit(0);
+	}
 	r = uv_loop_close(loop);
 	if (r < 0)
 		log_warn("event loop closed with handles open: %s", uv_strerror(r));

@@ -186,8 +186,17 @@ static int module_unload(registry *r, module *m, bool ask, const char **reason);
 
 void registry_fini(registry *r)
 {
+	bool abandoned = false;
+
 	for (uint32_t i = 0; i < r->n_mods; i++) {
 		module *m = r->mods[i];
+
+		/* A call the stop gave up on still runs its code: leave the
+		 * module mapped, initialised and allocated for the exit. */
+		if (m->refs) {
+			abandoned = true;
+			continue;
+		}
 
 		/* The daemon is leaving: a can_unload veto protects data while
 		 * the daemon lives, but at exit skipping fini would only leak
@@ -197,6 +206,8 @@ void registry_fini(registry *r)
 			module_unload(r, m, false, NULL);
 		}
 	}
+	if (abandoned)
+		return; /* the process is about to _exit: nothing to give back */
 	for (uint32_t i = 0; i < r->n_mods; i++)
 		module_free(r->mods[i]);
 	hmap_fini(&r->by_name);

@@ -48,6 +48,16 @@ static void conn_on_close(uv_handle_t *h)
 	conn_unref(h->data);
 }
 
+/* Tell the layer above how much output waits on the peer now. */
+static void conn_set_pending(conn *c, size_t bytes)
+{
+	server *s = c->srv;
+
+	if (bytes != c->pending && s->cb.on_pending)
+		s->cb.on_pending(s->ud, c, (int64_t)bytes - (int64_t)c->pending);
+	c->pending = bytes;
+}
+
 void conn_close(conn *c)
 {
 	server *s = c->srv;
@@ -63,6 +73,7 @@ void conn_close(conn *c)
 		c->next->prev = c->prev;
 	s->n_conns--;
 	log_debug("connection %llu closed", (unsigned long long)c->id);
+	conn_set_pending(c, 0);
 	if (s->cb.on_close)
 		s->cb.on_close(s->ud, c);
 	uv_close((uv_handle_t *)&c->pipe, conn_on_close);
@@ -85,6 +96,8 @@ static void conn_on_write(uv_write_t *req, int status)
 	c->writing = false;
 	c->wbuf.len = 0;
 	c->write_stalled_since_ms = 0;
+	if (!c->closing)
+		conn_set_pending(c, 0);
 	if (status < 0 && !c->closing) {
 		log_debug("connection %llu: write failed: %s", (unsigned long long)c->id,
 			  uv_strerror(status));
@@ -152,6 +165,7 @@ void conn_flush(conn *c)
 	}
 	c->writing = true;
 	conn_ref(c);
+	conn_set_pending(c, c->wbuf.len);
 }
 
 static void conn_out_fail(conn *c)
