@@ -40,9 +40,12 @@ typedef struct work_req {
 	bool notify;
 	int rc;
 	uint64_t ns;
-	lmms_call call;
+	lmms_call call; /* set up by work_run, on the pool thread */
 	msgpack_zone zone;
+	bool zone_open;
 	msgpack_object params;
+	size_t max_result_bytes;
+	uint32_t max_depth;
 	size_t params_len;
 	char params_bytes[];
 } work_req;
@@ -211,11 +214,28 @@ void dispatch_config_changed(dispatch *dp)
 		uv_timer_stop(&dp->expire_timer);
 }
 
+/*
+ * On a pool thread. The params are unpacked here, not when the call is
+ * queued: a queued call then holds only its wire bytes (what the per-uid
+ * budget counts), not also their unpacked objects, which take up to 24
+ * bytes for each byte of a small element.
+ */
 static void work_run(sched_job *j)
 {
 	work_req *wr = container_of(j, work_req, job);
 	uint64_t t0 = now_ns();
 
+	msgpack_zone_init(&wr->zone, 1024);
+	wr->zone_open = true;
+	call_init(&wr->call, NULL, wr->max_result_bytes, wr->op->mod->name);
+	wr->call.settings = &wr->op->mod->settings;
+	if (params_unpack(&wr->zone, wr->params_bytes, wr->params_len, &wr->params) < 0) {
+		wr->rc = call_host.fail(&wr->call, LMMS_FAIL_MODULE, "out of memory for params");
+		return;
+	}
+	call_init(&wr->call, &wr->params, wr->max_result_bytes, wr->op->mod->name);
+	wr->call.settings = &wr->op->mod->settings;
+	call_set_wire(&wr->call, wr->params_bytes, wr->params_len, wr->max_depth);
 	wr->rc = wr->fn(&call_host, &wr->call, wr->mstate);
 	wr->ns = now_ns() - t0;
 }
@@ -223,7 +243,8 @@ static void work_run(sched_job *j)
 static void work_free(work_req *wr)
 {
 	call_fini(&wr->call);
-	msgpack_zone_destroy(&wr->zone);
+	if (wr->zone_open)
+		msgpack_zone_destroy(&wr->zone);
 	module_unref(wr->op->mod);
 	free(wr);
 }
@@ -277,13 +298,8 @@ static void run_blocking(dispatch *dp, conn *c, const proto_request *r, op_info 
 	memset(wr, 0, sizeof(*wr));
 	memcpy(wr->params_bytes, r->params, r->params_len);
 	wr->params_len = r->params_len;
-	msgpack_zone_init(&wr->zone, 1024);
-	if (params_unpack(&wr->zone, wr->params_bytes, wr->params_len, &wr->params) < 0) {
-		msgpack_zone_destroy(&wr->zone);
-		free(wr);
-		reply_error(dp, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
-		return;
-	}
+	wr->max_result_bytes = dp->cfg->server.max_result_bytes;
+	wr->max_depth = dp->cfg->server.max_depth;
 	wr->dp = dp;
 	wr->c = c;
 	wr->op = op;
@@ -292,9 +308,6 @@ static void run_blocking(dispatch *dp, conn *c, const proto_request *r, op_info 
 	wr->msgid = r->msgid;
 	wr->notify = r->notify;
 	wr->loaded = loaded;
-	call_init(&wr->call, &wr->params, dp->cfg->server.max_result_bytes, m->name);
-	wr->call.settings = &m->settings;
-	call_set_wire(&wr->call, wr->params_bytes, wr->params_len, dp->cfg->server.max_depth);
 
 	module_ref(m);
 	wr->started_ms = uv_now(dp->loop);

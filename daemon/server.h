@@ -82,6 +82,7 @@ struct conn {
 	bool eof; /* the peer stopped sending: close once everything is answered */
 	bool backlog; /* whole requests wait in ibuf for the caps to clear */
 	bool held; /* the layer above paused reading (conn_hold) */
+	bool in_process, again; /* a processing pass runs; another one is wanted */
 
 	/* input */
 	char *ibuf;
@@ -123,6 +124,7 @@ struct server {
 	uint64_t next_id;
 	uv_timer_t reaper;
 	bool reaper_open;
+	uint64_t refused_logged_ms;
 	server_stats st;
 };
 
