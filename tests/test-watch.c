@@ -271,6 +271,23 @@ START_TEST(in_place)
 }
 END_TEST
 
+START_TEST(away_and_back)
+{
+	watch_stamp before;
+
+	stamp("a.so", &before);
+	start(100, 0);
+	/* the same inode leaves the name and comes back: whatever holds the
+	 * name now came there by a rename, which never changes a mapped file,
+	 * even when the inode number is the old one (as here, or when a
+	 * filesystem reuses a freed one for a new file) */
+	mv("a.so", "a.so.away");
+	mv("a.so.away", "a.so");
+	expect_one(WATCH_REPLACED, "a");
+	ck_assert(evs[0].st.ino == before.ino);
+}
+END_TEST
+
 START_TEST(removed)
 {
 	char p[PATH_MAX];
@@ -542,6 +559,7 @@ int main(void)
 	tcase_add_test(tc, rename_over);
 	tcase_add_test(tc, coreutils_install);
 	tcase_add_test(tc, in_place);
+	tcase_add_test(tc, away_and_back);
 	tcase_add_test(tc, removed);
 	tcase_add_test(tc, ignored_names);
 	tcase_add_test(tc, burst_is_one_event);
