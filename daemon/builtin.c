@@ -99,9 +99,9 @@ static void module_why(const lmmsd *d, const module *m, uint64_t now, char *buf,
 		snprintf(buf, n, "hot: %u ops on the fast path", m->hot_ops);
 	else if (d->cfg.lugs.keep_while_cached && m->cache_deps)
 		snprintf(buf, n, "cached: %u results depend on it", m->cache_deps);
-	else if (m->policy != POLICY_FEATURE && idle < m->grace_ms)
+	else if (m->policy != POLICY_FEATURE && idle < module_grace_ms(m))
 		snprintf(buf, n, "grace: idle %llus of %llus", (unsigned long long)(idle / 1000),
-			 (unsigned long long)(m->grace_ms / 1000));
+			 (unsigned long long)(module_grace_ms(m) / 1000));
 	else if (d->reg.n_resident <= d->cfg.lugs.min_resident)
 		snprintf(buf, n, "min_resident: %u modules kept", d->cfg.lugs.min_resident);
 	else
@@ -140,7 +140,7 @@ static void pack_module(lmmsd *d, reply *out, const module *m)
 		     m->state == MOD_FAILED && m->retry_at_ms > now ? m->retry_at_ms - now : 0);
 	reply_kv_str(out, "isolation", m->isolation == ISOLATION_PROCESS ? "process" : "inproc");
 	reply_kv_i64(out, "pid", m->pid);
-	reply_kv_u64(out, "grace_ms", m->grace_ms);
+	reply_kv_u64(out, "grace_ms", module_grace_ms(m));
 	reply_kv_u64(out, "crashes", m->crashes);
 	reply_kv_str(out, "description", m->description ? m->description : "");
 	module_why(d, m, now, why, sizeof(why));
