@@ -337,7 +337,8 @@ static int op_info(const lmms_host *h, lmms_call *c, void *state)
 
 	if (h->arg_count(c) != 1)
 		return h->fail(c, LMMS_FAIL_PARAMS, "image.info takes [image (bin)]");
-	if ((r = arg_image(h, c, op, &p, &n, &f)) < 0 || (r = load(h, c, state, op, p, n, f, &im)) < 0)
+	if ((r = arg_image(h, c, op, &p, &n, &f)) < 0 ||
+	    (r = load(h, c, state, op, p, n, f, &im)) < 0)
 		return r;
 	r = h->ret_map(c, 8);
 #define KV(key, call)                                      \

@@ -300,7 +300,7 @@ static int sort_items(const lmms_host *h, lmms_call *c, UCollator *col, struct s
 			/* Did not fit: grow, then the same call again. */
 			while (cap - used < (size_t)klen)
 				cap *= 2;
-			if (cap > UINT32_MAX || !(*keys_out = realloc(keys, cap))) {
+			if (cap > INT32_MAX || !(*keys_out = realloc(keys, cap))) {
 				*keys_out = keys;
 				free(u);
 				return h->fail(c, LMMS_FAIL_MODULE, "text.sort: out of memory");
@@ -395,8 +395,8 @@ static int op_transliterate(const lmms_host *h, lmms_call *c, void *state)
 	    h->arg_str(c, 1, &id, &id_n) < 0)
 		return h->fail(c, LMMS_FAIL_PARAMS, "text.transliterate takes [str, id (str)]");
 	if (id_n == 0 || id_n > TEXT_MAX_ID)
-		return h->fail(c, LMMS_FAIL_PARAMS, "text.transliterate: id is empty or over %d bytes",
-			       TEXT_MAX_ID);
+		return h->fail(c, LMMS_FAIL_PARAMS,
+			       "text.transliterate: id is empty or over %d bytes", TEXT_MAX_ID);
 	if ((r = to_u16(h, c, "text.transliterate", id, id_n, 0, &uid, &uid_len)) < 0)
 		return r;
 	t = utrans_openU(uid, uid_len, UTRANS_FORWARD, NULL, 0, &pe, &e);

@@ -64,6 +64,61 @@ static SHARED void pack_str(msgpack_packer *pk, const char *s)
 	msgpack_pack_str_with_body(pk, s, strlen(s));
 }
 
+/*
+ * BLOCKING ops run on several pool threads at once: op with params p from
+ * CONC_THREADS threads together, CONC_CALLS calls each, all of which must
+ * succeed (and ASan/UBSan stay quiet). p is consumed.
+ */
+#define CONC_THREADS 4
+#define CONC_CALLS 8
+
+struct conc {
+	const module *m;
+	const lmms_op *op;
+	const params *p;
+	int ok; /* calls answered without error */
+};
+
+static void *conc_main(void *data)
+{
+	struct conc *x = data;
+
+	/* No Check asserts off the test's own thread: count, and let it judge. */
+	for (int i = 0; i < CONC_CALLS; i++) {
+		msgpack_unpacked up;
+		const char *msg;
+		lmms_call c;
+
+		msgpack_unpacked_init(&up);
+		if (msgpack_unpack_next(&up, x->p->sb.data, x->p->sb.size, NULL) ==
+		    MSGPACK_UNPACK_SUCCESS) {
+			call_init(&c, &up.data, RESULT_MAX, x->m->d->name);
+			if (call_finish(&c, x->op->fn(x->m->host, &c, x->m->state), &msg) == PROTO_OK)
+				x->ok++;
+			call_fini(&c);
+		}
+		msgpack_unpacked_destroy(&up);
+	}
+	return NULL;
+}
+
+static SHARED void run_concurrently(module *m, const char *op, params *p)
+{
+	struct conc x[CONC_THREADS];
+	pthread_t th[CONC_THREADS];
+
+	for (int i = 0; i < CONC_THREADS; i++) {
+		x[i] = (struct conc){ .m = m, .op = op_find(m, op), .p = p };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, conc_main, &x[i]), 0);
+	}
+	for (int i = 0; i < CONC_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_msg(x[i].ok == CONC_CALLS, "%s: thread %d: %d of %d calls succeeded", op, i,
+			      x[i].ok, CONC_CALLS);
+	}
+	params_free(p);
+}
+
 /* ==== http ================================================================ */
 #ifdef HAVE_MODULE_HTTP
 
@@ -396,6 +451,7 @@ START_TEST(test_http_get)
 
 	/* a 404 is an answer, not an error */
 	get_ok(&m, "/missing", 404, "nope");
+	run_concurrently(&m, "get", p_json(&p, "[\"%s\"]", U("/hello")));
 	http_end(&m, &s);
 }
 END_TEST
@@ -750,6 +806,7 @@ START_TEST(test_image_thumbnail)
 			     6, 3, "webp");
 		/* never enlarged */
 		expect_image(&m, "thumbnail", p_bin_json(&p, b, n, "[1000]"), 64, 48, 3, f);
+		run_concurrently(&m, "thumbnail", p_bin_json(&p, b, n, "[16]"));
 		g_free(b);
 	}
 	/* EXIF orientation 6 (turn 90 degrees): thumbnails come out upright */
@@ -1053,8 +1110,10 @@ START_TEST(test_text_sort)
 	expect_sorted(&m, in3, root3, 4, "en");
 	expect_sorted(&m, one, one, 1, "root");
 	expect_sorted(&m, NULL, NULL, 0, "sv");
+	run_concurrently(&m, "sort", p_sort(&p, in2, 5, "sv"));
 
-	run_fails(&m, "sort", p_sort(&p, in, 3, "klingon"), PROTO_E_BAD_PARAMS, "unknown locale 'klingon'");
+	run_fails(&m, "sort", p_sort(&p, in, 3, "klingon"), PROTO_E_BAD_PARAMS,
+		  "unknown locale 'klingon'");
 	run_fails(&m, "sort", p_sort(&p, in, 3, "xx"), PROTO_E_BAD_PARAMS, "unknown locale");
 	pk = params_begin(&p, 2);
 	msgpack_pack_array(pk, 2);
@@ -1091,6 +1150,8 @@ START_TEST(test_text_transliterate)
 						    "Latin-ASCII"),
 			"AEroskobing");
 	expect_call_str(&m, "transliterate", p_str2(&p, "", id), "");
+	run_concurrently(&m, "transliterate",
+			 p_str2(&p, "\xce\x91\xce\xb8\xce\xae\xce\xbd\xce\xb1", id));
 	/*
 	 * Output far longer than the input (U+FDFA is 18 letters in NFKD):
 	 * the module must regrow its buffer and start over, and agree with
