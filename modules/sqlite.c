@@ -384,9 +384,13 @@ static int op_version(const lmms_host *h, lmms_call *c, void *state)
 }
 
 static const lmms_op sqlite_ops[] = {
-	{ .name = "exec", .fn = op_exec, .flags = LMMS_OP_BLOCKING },
-	{ .name = "version", .fn = op_version, .flags = 0 },
+	{ .name = "exec", .fn = op_exec, .flags = LMMS_OP_BLOCKING,
+	  .doc = "run SQL (with an optional params array), return the rows" },
+	{ .name = "version", .fn = op_version, .flags = 0,
+	  .doc = "the SQLite library version" },
 };
 
-LMMS_MODULE_DEFINE(sqlite, "1.0", sqlite_ops, sqlite_mod_init, sqlite_mod_fini,
-		   sqlite_mod_can_unload)
+LMMS_MODULE(.name = "sqlite", .version = "1.0", LMMS_OPS(sqlite_ops),
+	    .description = "one in-memory SQLite database, kept while it holds tables",
+	    .init = sqlite_mod_init, .fini = sqlite_mod_fini,
+	    .can_unload = sqlite_mod_can_unload);
