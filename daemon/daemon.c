@@ -467,9 +467,8 @@ void lmmsd_shutdown(lmmsd *d)
 						      ? d->cfg.server.call_timeout_ms
 						      : LMMSD_STOP_DEADLINE_MS);
 	notify_stopping(&d->nt);
+	/* calls already queued are in flight too: they run until the deadline */
 	dispatch_stop(&d->dp);
-	if (d->sched)
-		sched_drain(d->sched);
 	if (d->lrn_open)
 		learn_stop(&d->lrn);
 	lugs_stop(&d->lugs);
