@@ -240,54 +240,13 @@ out:
 
 /* ---- columns ---- */
 
-/* "-" for figures that do not apply: the idle time of a module that never
- * ran, the TTL of an op that is not cached, the latency of an op never called. */
-static char *cell_idle(const msgpack_object *m)
-{
-	char buf[FMT_MAX];
-
-	if (map_num(m, "loads", 0) == 0 || !map_get(m, "idle_ms"))
-		return strdup("-");
-	return strdup(fmt_ms(map_num(m, "idle_ms", 0), buf));
-}
-
-static char *cell_ttl(const msgpack_object *o)
-{
-	const msgpack_object *pure = map_get(o, "pure");
-	double ttl = map_num(o, "cache_ttl_ms", 0);
-	char buf[FMT_MAX];
-
-	if ((pure && pure->type == MSGPACK_OBJECT_BOOLEAN && !pure->via.boolean) || ttl <= 0)
-		return strdup("-");
-	return strdup(fmt_ms(ttl, buf));
-}
-
-static char *cell_latency(const msgpack_object *o, const char *key)
-{
-	char buf[FMT_MAX];
-
-	if (map_num(o, "calls", 0) == 0 || !map_get(o, key))
-		return strdup("-");
-	return strdup(fmt_us(map_num(o, key, 0), buf));
-}
-
-static char *cell_avg(const msgpack_object *o)
-{
-	return cell_latency(o, "avg_us");
-}
-
-static char *cell_p99(const msgpack_object *o)
-{
-	return cell_latency(o, "p99_us");
-}
-
 static const column module_columns[] = {
 	{ "NAME", "name", CELL_PLAIN, 0, NULL },
 	{ "STATE", "state", CELL_PLAIN, 0, NULL },
 	{ "POLICY", "policy", CELL_PLAIN, 0, NULL },
 	{ "PROT", "protected", CELL_BOOL, 0, NULL },
 	{ "REFS", "refs", CELL_PLAIN, SCOLS_FL_RIGHT, NULL },
-	{ "IDLE", "idle_ms", CELL_MS, SCOLS_FL_RIGHT, cell_idle },
+	{ "IDLE", "idle_ms", CELL_MS, SCOLS_FL_RIGHT, cell_module_idle },
 	{ "CACHE", "cache_deps", CELL_PLAIN, SCOLS_FL_RIGHT, NULL },
 	{ "RESIDENT", "resident_bytes", CELL_BYTES, SCOLS_FL_RIGHT, NULL },
 	{ "LOADS", "loads", CELL_PLAIN, SCOLS_FL_RIGHT, NULL },
@@ -300,9 +259,9 @@ static const column op_columns[] = {
 	{ "CALLS", "calls", CELL_PLAIN, SCOLS_FL_RIGHT, NULL },
 	{ "HEAT", "heat", CELL_PLAIN, 0, NULL },
 	{ "FAST", "fast_path", CELL_BOOL, 0, NULL },
-	{ "AVG", "avg_us", CELL_US, SCOLS_FL_RIGHT, cell_avg },
-	{ "P99", "p99_us", CELL_US, SCOLS_FL_RIGHT, cell_p99 },
-	{ "TTL", "cache_ttl_ms", CELL_MS, SCOLS_FL_RIGHT, cell_ttl },
+	{ "AVG", "avg_us", CELL_US, SCOLS_FL_RIGHT, cell_op_avg },
+	{ "P99", "p99_us", CELL_US, SCOLS_FL_RIGHT, cell_op_p99 },
+	{ "TTL", "cache_ttl_ms", CELL_MS, SCOLS_FL_RIGHT, cell_op_ttl },
 	{ "BLOCKING", "blocking", CELL_BOOL, 0, NULL },
 	{ "DOC", "doc", CELL_PLAIN, SCOLS_FL_TRUNC, NULL },
 };

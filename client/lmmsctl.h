@@ -70,9 +70,12 @@ json_t *mp_to_json(const msgpack_object *o, int depth);
 int json_to_mp(msgpack_packer *pk, json_t *j, int depth);
 /* Print o as indented JSON on stdout; 0 or a negative errno. */
 int json_print(const msgpack_object *o);
+/* ... with jansson's flags (JSON_COMPACT: one line). */
+int json_print_flags(const msgpack_object *o, size_t flags);
 
 /* ---- msgpack look-ups ---- */
 const msgpack_object *map_get(const msgpack_object *map, const char *key);
+const msgpack_object *map_get_n(const msgpack_object *map, const char *key, size_t n);
 bool mp_number(const msgpack_object *o, double *out);
 /* The string at key, or NULL (when absent, not a string, or empty). */
 bool map_str(const msgpack_object *map, const char *key, const char **s, size_t *n);
@@ -123,8 +126,16 @@ int table_print_json(const char *name, const msgpack_object *arr);
 /* Print a map as a KEY VALUE table (sizes and durations by key suffix). */
 int table_print_kv(const msgpack_object *map);
 
+/* Computed cells, "-" where a figure does not apply. */
 /* The WHY of a lmms.modules entry: its "why", else derived (malloc'd). */
 char *module_why(const msgpack_object *entry);
+/* idle_ms, "-" for a module that never ran */
+char *cell_module_idle(const msgpack_object *entry);
+/* avg_us / p99_us, "-" for an op never called */
+char *cell_op_avg(const msgpack_object *entry);
+char *cell_op_p99(const msgpack_object *entry);
+/* cache_ttl_ms, "-" for an op that is not cached */
+char *cell_op_ttl(const msgpack_object *entry);
 
 /* ---- long-running commands ---- */
 typedef struct top_opts {

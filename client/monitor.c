@@ -49,19 +49,6 @@ static void print_event_line(const msgpack_object *ev)
 		printf("%s\n", fmt_bytes(map_num(ev, "bytes", 0), size));
 }
 
-static int print_event_json(const msgpack_object *ev)
-{
-	json_t *j = mp_to_json(ev, 0);
-	char *s = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-
-	json_decref(j);
-	if (!s)
-		return -ENOMEM;
-	puts(s);
-	free(s);
-	return 0;
-}
-
 /* One notification: 1 when it was an event, 0 when something else. */
 static int show(ctl *c, const lmms_notification *n, uint64_t *dropped)
 {
@@ -83,7 +70,7 @@ static int show(ctl *c, const lmms_notification *n, uint64_t *dropped)
 	ev = &up.data.via.array.ptr[0];
 	*dropped += (uint64_t)map_num(ev, "dropped", 0);
 	if (c->json) {
-		r = print_event_json(ev) < 0 ? -ENOMEM : 1;
+		r = json_print_flags(ev, JSON_COMPACT) < 0 ? -ENOMEM : 1;
 	} else {
 		double d = map_num(ev, "dropped", 0) + (double)n->dropped;
 

@@ -211,6 +211,11 @@ json_t *mp_to_json(const msgpack_object *o, int depth)
 
 int json_print(const msgpack_object *o)
 {
+	return json_print_flags(o, JSON_INDENT(2));
+}
+
+int json_print_flags(const msgpack_object *o, size_t flags)
+{
 	json_t *j = mp_to_json(o, 0);
 	char *s;
 
@@ -218,7 +223,7 @@ int json_print(const msgpack_object *o)
 		fprintf(stderr, "lmmsctl: cannot convert the result to JSON\n");
 		return -EINVAL;
 	}
-	s = json_dumps(j, JSON_ENCODE_ANY | JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	s = json_dumps(j, JSON_ENCODE_ANY | JSON_PRESERVE_ORDER | flags);
 	json_decref(j);
 	if (!s)
 		return -ENOMEM;
@@ -302,8 +307,11 @@ int json_to_mp(msgpack_packer *pk, json_t *j, int depth)
 
 const msgpack_object *map_get(const msgpack_object *map, const char *key)
 {
-	size_t kn = strlen(key);
+	return map_get_n(map, key, strlen(key));
+}
 
+const msgpack_object *map_get_n(const msgpack_object *map, const char *key, size_t kn)
+{
 	if (!map || map->type != MSGPACK_OBJECT_MAP)
 		return NULL;
 	for (uint32_t i = 0; i < map->via.map.size; i++) {

@@ -175,6 +175,17 @@ int table_print(const msgpack_object *arr, const column *cols, size_t ncols)
 	return r < 0 ? EXIT_DAEMON_ERROR : EXIT_OK;
 }
 
+/* Print a table that was filled (built) or not, and let go of it. */
+static int table_finish(struct libscols_table *tb, bool built)
+{
+	int r = built && scols_print_table(tb) == 0 ? EXIT_OK : EXIT_DAEMON_ERROR;
+
+	if (r != EXIT_OK)
+		fprintf(stderr, "lmmsctl: cannot render the result as a table\n");
+	scols_unref_table(tb);
+	return r;
+}
+
 /* ---- JSON ---- */
 
 typedef struct json_col {
@@ -184,20 +195,6 @@ typedef struct json_col {
 	int type; /* SCOLS_JSON_*, or -1 while unknown */
 	struct libscols_column *cl;
 } json_col;
-
-static const msgpack_object *map_get_n(const msgpack_object *map, const char *k, size_t n)
-{
-	if (map->type != MSGPACK_OBJECT_MAP)
-		return NULL;
-	for (uint32_t i = 0; i < map->via.map.size; i++) {
-		const msgpack_object *key = &map->via.map.ptr[i].key;
-
-		if (key->type == MSGPACK_OBJECT_STR && key->via.str.size == n &&
-		    memcmp(key->via.str.ptr, k, n) == 0)
-			return &map->via.map.ptr[i].val;
-	}
-	return NULL;
-}
 
 static const msgpack_object *json_col_value(const json_col *jc, const msgpack_object *entry)
 {
@@ -351,11 +348,9 @@ int table_print_json(const char *name, const msgpack_object *arr)
 			}
 		}
 	}
-	r = scols_print_table(tb) < 0 ? EXIT_DAEMON_ERROR : EXIT_OK;
+	r = EXIT_OK;
 out:
-	if (r != EXIT_OK)
-		fprintf(stderr, "lmmsctl: cannot render the result as a table\n");
-	scols_unref_table(tb);
+	r = table_finish(tb, r == EXIT_OK);
 	for (size_t i = 0; jc && i < n; i++)
 		free(jc[i].name);
 	free(jc);
@@ -417,15 +412,51 @@ int table_print_kv(const msgpack_object *map)
 			goto out;
 		}
 	}
-	r = scols_print_table(tb) < 0 ? EXIT_DAEMON_ERROR : EXIT_OK;
+	r = EXIT_OK;
 out:
-	if (r != EXIT_OK)
-		fprintf(stderr, "lmmsctl: cannot render the result as a table\n");
-	scols_unref_table(tb);
-	return r;
+	return table_finish(tb, r == EXIT_OK);
 }
 
-/* ---- WHY ---- */
+/* ---- computed cells ---- */
+
+char *cell_module_idle(const msgpack_object *m)
+{
+	char buf[FMT_MAX];
+
+	if (map_num(m, "loads", 0) == 0 || !map_get(m, "idle_ms"))
+		return strdup("-");
+	return strdup(fmt_ms(map_num(m, "idle_ms", 0), buf));
+}
+
+char *cell_op_ttl(const msgpack_object *o)
+{
+	const msgpack_object *pure = map_get(o, "pure");
+	double ttl = map_num(o, "cache_ttl_ms", 0);
+	char buf[FMT_MAX];
+
+	if ((pure && pure->type == MSGPACK_OBJECT_BOOLEAN && !pure->via.boolean) || ttl <= 0)
+		return strdup("-");
+	return strdup(fmt_ms(ttl, buf));
+}
+
+static char *cell_latency(const msgpack_object *o, const char *key)
+{
+	char buf[FMT_MAX];
+
+	if (map_num(o, "calls", 0) == 0 || !map_get(o, key))
+		return strdup("-");
+	return strdup(fmt_us(map_num(o, key, 0), buf));
+}
+
+char *cell_op_avg(const msgpack_object *o)
+{
+	return cell_latency(o, "avg_us");
+}
+
+char *cell_op_p99(const msgpack_object *o)
+{
+	return cell_latency(o, "p99_us");
+}
 
 static char *why_join(const char *prefix, const char *s, size_t n)
 {

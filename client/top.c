@@ -189,15 +189,6 @@ static const char *module_heat(const msgpack_object *ops, const char *name, size
 	return best < 0 ? NULL : levels[best];
 }
 
-static char *cell_module_idle(const msgpack_object *m)
-{
-	char buf[FMT_MAX];
-
-	if (map_num(m, "loads", 0) == 0 || !map_get(m, "idle_ms"))
-		return strdup("-");
-	return strdup(fmt_ms(map_num(m, "idle_ms", 0), buf));
-}
-
 static char *cell_grace(const msgpack_object *m)
 {
 	char buf[FMT_MAX];
@@ -258,15 +249,6 @@ static char *cell_op_rate(const msgpack_object *o)
 	char buf[FMT_MAX];
 
 	return strdup(rate_text(map_num(o, "rate", -1), buf));
-}
-
-static char *cell_op_p99(const msgpack_object *o)
-{
-	char buf[FMT_MAX];
-
-	if (map_num(o, "calls", 0) == 0 || !map_get(o, "p99_us"))
-		return strdup("-");
-	return strdup(fmt_us(map_num(o, "p99_us", 0), buf));
 }
 
 static const column op_pane[] = {
