@@ -2,7 +2,8 @@
 # test-module-pc.sh - a module built out of tree with nothing but
 # `pkg-config lmms-module` (cflags, moduledir) from a `meson install` into a
 # scratch DESTDIR, installed into that module directory, answers a call
-# through the installed lmmsd.
+# through the installed lmmsd. The same install also holds the man pages
+# (when scdoc is there) and the bash completion.
 # usage: test-module-pc.sh BUILD_DIR
 set -eu
 build=$1
@@ -17,6 +18,19 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 meson install -C "$build" --destdir "$dest/root" --quiet >"$dest/install.log" 2>&1 ||
 	{ cat "$dest/install.log" >&2; fail "meson install"; }
+
+comp=$(find "$dest/root" -path '*/bash-completion/completions/lmmsctl')
+[ -n "$comp" ] || fail "bash completion for lmmsctl was not installed"
+if command -v scdoc >/dev/null 2>&1; then
+	for page in man8/lmmsd.8 man1/lmmsctl.1 man5/lmmsd.conf.5 man7/lmms-module.7; do
+		f=$(find "$dest/root" -path "*/share/man/$page")
+		[ -n "$f" ] || fail "man page $page was not installed"
+		grep -q '^\.TH' "$f" || fail "$f is not a man page"
+	done
+	echo "ok: man pages and bash completion installed"
+else
+	echo "ok: bash completion installed (no scdoc: no man pages to check)"
+fi
 
 pc=$(find "$dest/root" -name lmms-module.pc)
 [ -n "$pc" ] || fail "lmms-module.pc was not installed"
