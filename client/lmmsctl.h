@@ -33,7 +33,7 @@ typedef struct ctl {
 	char socket_buf[128]; /* the socket in use when the default rule chose it */
 	bool json;
 	bool quiet; /* top: errors go to last_error only, not to the terminal */
-	char last_error[256]; /* the last error reported, for top's status line */
+	char last_error[1024]; /* the last error reported, for top's status line */
 	uint32_t timeout_ms;
 	lmms_client *client;
 } ctl;

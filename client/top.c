@@ -37,7 +37,7 @@ typedef struct sample {
 typedef struct top {
 	ctl *c;
 	sample prev, cur;
-	char status[300]; /* why there is no fresh sample, or "" */
+	char status[1024]; /* why there is no fresh sample, or "" */
 } top;
 
 static int64_t mono_ms(void)

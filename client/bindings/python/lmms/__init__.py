@@ -30,7 +30,7 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ._core import (ERRORS, MAX_MESSAGE_BYTES, NOTIFICATION, REQUEST, RESPONSE, SYSTEM_SOCKET,
                     BadParams, BadRequest, Busy, ConnectError, Denied, Error, Internal,
@@ -50,9 +50,10 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def connect_socket(path: Optional[str] = None, timeout: Optional[float] = None) -> socket.socket:
-    """A connected Unix socket: path, or the first default socket with a
-    daemon behind it. Raises ConnectError naming the socket(s) tried."""
+def connect_socket(path: Optional[str] = None,
+                   timeout: Optional[float] = None) -> Tuple[socket.socket, str]:
+    """A connected Unix socket and its path: path, or the first default socket
+    with a daemon behind it. Raises ConnectError naming the socket(s) tried."""
     paths = [path] if path else default_sockets()
     tried: List[str] = []
     for p in paths:
@@ -61,7 +62,7 @@ def connect_socket(path: Optional[str] = None, timeout: Optional[float] = None) 
         try:
             s.settimeout(timeout)
             s.connect(p)
-            return s
+            return s, p
         except OSError as e:
             s.close()
             if absent(e) and p is not paths[-1]:
@@ -86,9 +87,9 @@ class Client:
 
     def __init__(self, path: Optional[str] = None, timeout: Optional[float] = 30.0) -> None:
         self.timeout = timeout
-        self._sock: Optional[socket.socket] = connect_socket(path, timeout)
-        self._sock.settimeout(None)  # reads wait in poll(), see _read_message
-        self.path: str = self._sock.getpeername() or (path or default_socket())
+        sock, self.path = connect_socket(path, timeout)
+        sock.settimeout(None)  # reads wait in poll(), see _read_message
+        self._sock: Optional[socket.socket] = sock
         self._cond = threading.Condition()
         self._send_lock = threading.Lock()
         self._next_msgid = 1
