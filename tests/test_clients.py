@@ -27,6 +27,9 @@ local ok, err = pcall(vim.rpcrequest, chan, 'hash.nope')
 table.insert(out, tostring(ok) .. ' ' .. tostring(err))
 table.insert(out, vim.rpcrequest(chan, 'lmms.ping'))
 vim.fn.chanclose(chan)
+-- the code and message, through lmmsctl
+local o = vim.fn.system({os.getenv('LMMSCTL'), '-s', os.getenv('LMMS_SOCK'), 'call', 'hash.nope'})
+table.insert(out, vim.v.shell_error .. ' ' .. vim.trim(o))
 vim.fn.writefile(out, os.getenv('OUT'))
 vim.cmd('qa!')
 """
@@ -40,7 +43,8 @@ def test_neovim(lmmsd, tmp_path):
     out = tmp_path / "out.txt"
     r = subprocess.run([nvim, "--headless", "--clean", "-u", "NONE", "-c",
                         "luafile " + str(script)], capture_output=True, text=True, timeout=60,
-                       env=dict(os.environ, LMMS_SOCK=lmmsd.socket, OUT=str(out)),
+                       env=dict(os.environ, LMMS_SOCK=lmmsd.socket, OUT=str(out),
+                                LMMSCTL=str(build_root() / "client" / "lmmsctl")),
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = out.read_text().split("\n")
@@ -50,6 +54,7 @@ def test_neovim(lmmsd, tmp_path):
     # arrives as a failed call without its text (PROTOCOL.md says so).
     assert lines[2] == "false unknown error", lines[2]
     assert lines[3] == "pong"  # the channel carries on after an error
+    assert lines[4].startswith("1 no_such_method: "), lines[4]
 
 
 def test_pynvim_session(lmmsd):
