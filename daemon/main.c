@@ -102,10 +102,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lmmsd: %s\n", err);
 		return 1;
 	}
-	if (check_only) {
-		config_print(&d->cfg, stdout);
-		return 0;
-	}
 	log_init(d->cfg.server.log_level);
 
 	/* command line > environment > configuration file > built-in default */
@@ -136,6 +132,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	strcpy(d->module_dir, env);
+	/* lmms.config and --check-config show the values in use, not "" */
+	memcpy(d->cfg.server.socket, d->socket_path, sizeof(d->cfg.server.socket));
+	memcpy(d->cfg.ligs.module_dir, d->module_dir, sizeof(d->cfg.ligs.module_dir));
+	if (check_only) {
+		config_print(&d->cfg, stdout);
+		return 0;
+	}
 
 	/* A client vanishing mid-reply must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
@@ -143,16 +146,15 @@ int main(int argc, char **argv)
 	loop = uv_default_loop();
 	r = lmmsd_init(d, loop);
 	if (r < 0) {
-		log_err("cannot start: %s", strerror(-r));
+		log_err("cannot start: %s", uv_strerror(r));
+		lmmsd_fini(d);
+		uv_loop_close(loop);
 		return 1;
 	}
 	listen_fd = notify_listen_fd();
 	r = lmmsd_start(d, listen_fd);
 	if (r < 0) {
-		log_err("cannot listen on %s: %s", d->socket_path,
-			r > -4096 ? uv_strerror(r) : "error");
-		lmmsd_shutdown(d);
-		uv_run(loop, UV_RUN_DEFAULT);
+		log_err("cannot listen on %s: %s", d->socket_path, uv_strerror(r));
 		lmmsd_fini(d);
 		uv_loop_close(loop);
 		return 1;

@@ -16,9 +16,11 @@
 
 #include <lmms/lmms-module.h>
 #include <limits.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "call.h"
 #include "config.h"
 #include "heat.h"
 #include "hmap.h"
@@ -64,6 +66,7 @@ typedef struct op_info {
 	uint32_t cache_ttl_ms; /* as declared; 0 = cache.default_ttl */
 	uint32_t blocking_above; /* run on the pool above this many params bytes; 0 = never */
 	bool gone; /* the module no longer declares it */
+	char *doc; /* the op's one-line description, owned; "" when none */
 	op_heat heat; /* ZAFP metrics, kept across unloads */
 } op_info;
 
@@ -75,9 +78,17 @@ struct module {
 	module_state state;
 	bool unloading; /* set before fini: no path may call in from then on */
 
+	/* resolved from the configuration at load and on reload */
+	module_policy policy;
+	uint64_t grace_ms;
+	cache_scope cache_scope;
+
 	void *handle; /* dlopen handle while callable */
 	lmms_module_desc desc; /* copied by the module's size, zero beyond it */
 	void *mstate; /* what init stored */
+	char *description; /* from the descriptor, owned; kept across unloads */
+	call_settings settings; /* the module's own [module NAME] keys, owned, rebuilt per load */
+	bool settings_oom;
 
 	op_info **ops; /* owned; pointers stay stable for the fast path */
 	uint32_t n_ops;
@@ -98,6 +109,10 @@ struct module {
 	uint64_t backoff_ms;
 	char error[MODULE_ERROR_MAX]; /* last load failure */
 	char pinned_by[64]; /* PINNED: the nodelete object, or why glibc kept it */
+	char unload_trigger[64]; /* who asked for the last unload: "sweep (idle 31s)", ... */
+	uint64_t crashes; /* process isolation: worker deaths while loaded */
+	int isolation; /* isolation in force (ISOLATION_*) */
+	pid_t pid; /* process isolation: the worker's, or 0 */
 };
 
 struct registry {
@@ -110,15 +125,44 @@ struct registry {
 	uint32_t n_resident; /* LOADED + PINNED */
 	uint64_t loads; /* successful loads */
 	uint64_t unloads;
+	uint64_t worker_spawns; /* process isolation */
+	uint64_t module_crashes;
+	uint64_t hot_reloads; /* modules reloaded because their file changed */
+	uint64_t premature_reloads; /* loaded again within the grace that unloaded them */
 	int64_t reclaimed_bytes; /* sum of measured RSS drops */
 	long dir_mtime_ns; /* of the last scan */
 	uint64_t last_scan_ms;
 
-	/* Called after a module was unloaded (or found pinned), for the cache and
-	 * ZAFP to drop what points at it. */
+	/* Called once a module is no longer callable, before its fini, for the
+	 * cache and ZAFP to drop what points at it. */
 	void (*on_unload)(void *ud, module *m);
+	/* Called when a module's last op in flight returned (refs reached 0). */
+	void (*on_released)(void *ud, module *m);
 	void *ud;
 };
+
+/*
+ * References. Every path that runs an op holds one from before it reads the
+ * op's function until after its completion ran; registry_unload refuses while
+ * any is held. These are the only places refs and last_used_ms change.
+ */
+static inline void module_ref(module *m)
+{
+	m->refs++;
+}
+
+void module_unref(module *m);
+
+/* Name what asks for the next unload of m, for the log and lmms.modules. */
+void module_set_trigger(module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static inline void module_touch(module *m, uint64_t now_ms)
+{
+	m->last_used_ms = now_ms;
+}
+
+/* Resolve every module's policy and grace again (after a reload). */
+void registry_apply_config(registry *r);
 
 int registry_init(registry *r, const char *dir, const config *cfg);
 void registry_fini(registry *r); /* unloads every module (fini + dlclose) */
