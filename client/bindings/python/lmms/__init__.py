@@ -26,6 +26,7 @@ Needs the msgpack package (Debian: python3-msgpack).
 
 from __future__ import annotations
 
+import collections
 import select
 import socket
 import threading
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Notifications kept while calls wait for their answers (monitor events).
+MAX_QUEUED_NOTIFICATIONS = 1024
 
 
 def connect_socket(path: Optional[str] = None,
@@ -97,6 +101,9 @@ class Client:
         self._reading = False  # one waiting thread reads for all
         self._broken: Optional[BaseException] = None
         self._unpacker = new_unpacker()
+        # notifications met while waiting for answers, for monitor()
+        self._notes: "collections.deque[Any]" = collections.deque(maxlen=MAX_QUEUED_NOTIFICATIONS)
+        self.notifications_dropped = 0
 
     # -- lifetime --
 
@@ -194,7 +201,10 @@ class Client:
             slot = self._pending.get(r[0])
             if slot is not None:
                 slot.done, slot.error, slot.result = True, r[1], r[2]
-        # notifications and anything else are not ours to keep
+        elif as_notification(msg) is not None:
+            if len(self._notes) == self._notes.maxlen:
+                self.notifications_dropped += 1  # the oldest goes
+            self._notes.append(as_notification(msg))
 
     def _fail_all(self, exc: BaseException) -> None:
         self._broken = exc
@@ -272,13 +282,19 @@ class Client:
         return self.call("lmms.metrics")
 
     def monitor(self, timeout: Optional[float] = None) -> Iterator[Dict[str, Any]]:
-        """lmms.monitor (admin): yields one event map per call the daemon
-        finishes, for ever (or until no event came within timeout: then
-        lmms.Timeout). Use a Client of its own for it."""
+        """lmms.monitor (admin), subscribed before this returns: an iterator
+        of one event map per call the daemon finishes, for ever (lmms.Timeout
+        when none came within timeout). Give it a Client of its own."""
         if self.call("lmms.monitor") is not True:
             raise Internal("internal", "lmms.monitor did not answer true")
+        return self._events(timeout)
+
+    def _events(self, timeout: Optional[float]) -> Iterator[Dict[str, Any]]:
         while True:
-            note = as_notification(self.recv_message(timeout))
+            with self._cond:
+                note = self._notes.popleft() if self._notes else None
+            if note is None:
+                note = as_notification(self.recv_message(timeout))
             if note and note[0] == "lmms.monitor" and note[1]:
                 yield note[1][0]
 

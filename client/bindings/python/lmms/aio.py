@@ -17,7 +17,7 @@ and its late answer is dropped. Errors are the classes of the lmms package.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional
 
 from ._core import (ConnectError, Internal, Timeout, absent, as_notification, as_response,
                     default_sockets, error_from_wire, new_unpacker, pack_notification,
@@ -161,10 +161,14 @@ class Client:
         except asyncio.TimeoutError:
             raise Timeout("timeout", "no notification within %s s" % timeout) from None
 
-    async def monitor(self, timeout: Optional[float] = None):  # type: ignore[no-untyped-def]
-        """lmms.monitor (admin): an async iterator of event maps."""
+    async def monitor(self, timeout: Optional[float] = None) -> AsyncIterator[Dict[str, Any]]:
+        """lmms.monitor (admin), subscribed once awaited: an async iterator of
+        event maps (lmms.Timeout when none came within timeout)."""
         if await self.call("lmms.monitor") is not True:
             raise Internal("internal", "lmms.monitor did not answer true")
+        return self._events(timeout)
+
+    async def _events(self, timeout: Optional[float]) -> AsyncIterator[Dict[str, Any]]:
         while True:
             method, params = await self.next_notification(timeout)
             if method == "lmms.monitor" and params:
