@@ -57,6 +57,7 @@ static void pack_stats(lmmsd *d, reply *out)
 {
 	stats_snapshot s;
 
+	registry_list(&d->reg);
 	stats_collect(d, &s);
 	reply_map_begin(out);
 	for (int i = 0; i < STAT_MAX; i++) {
@@ -202,6 +203,7 @@ static proto_err m_stats(lmmsd *d, conn *c, const msgpack_object *p, reply *out,
 static proto_err m_modules(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
 			   size_t n)
 {
+	registry_list(&d->reg);
 	reply_array_begin(out);
 	for (uint32_t i = 0; i < d->reg.n_mods; i++)
 		pack_module(d, out, d->reg.mods[i]);

@@ -18,7 +18,6 @@
 #include "util.h"
 
 #define SHUTDOWN_POLL_MS 20
-#define SHUTDOWN_DEADLINE_MS 30000
 
 void lmmsd_server_limits(const config *cfg, server_limits *l)
 {
@@ -54,11 +53,13 @@ static void on_module_released(void *ud, module *m)
 	lugs_module_released(&d->lugs, m);
 }
 
-static void on_swept(void *ud)
+/* systemd's STATUS= line follows residency at once, with or without a
+ * watchdog (which refreshes it too). */
+static void on_residency(void *ud, module *m)
 {
 	lmmsd *d = ud;
 
-	/* systemd's STATUS= line follows residency even without a watchdog */
+	(void)m;
 	notify_status(&d->nt);
 }
 
@@ -81,6 +82,41 @@ static void on_close(void *ud, conn *c)
 		if (!d->mon.n)
 			d->dp.on_event = NULL;
 	}
+}
+
+static void on_pending(void *ud, conn *c, int64_t delta)
+{
+	lmmsd *d = ud;
+
+	/* output a client does not read counts against its uid's budget */
+	if (d->sched)
+		sched_charge(d->sched, c->uid, delta);
+}
+
+/* A uid reached server.max_queued_bytes_per_uid (or fell back to half of
+ * it): stop (resume) reading all of its connections. */
+static void on_budget(void *ud, uid_t uid, bool over)
+{
+	lmmsd *d = ud;
+	conn *next;
+
+	log_info("uid %u %s server.max_queued_bytes_per_uid: %s reading its connections",
+		 (unsigned)uid, over ? "reached" : "is back under", over ? "pausing" : "resuming");
+	for (conn *c = d->srv.conns; c; c = next) {
+		next = c->next;
+		if (c->uid == uid)
+			conn_hold(c, over);
+	}
+}
+
+/* The watchdog pets while the loop runs (its timer fired) and the pool is
+ * alive: busy with long calls is alive, only a broken pool is not. */
+static bool pool_alive(void *ud)
+{
+	lmmsd *d = ud;
+	sched_health h;
+
+	return !d->sched || sched_probe(d->sched, now_ms(), 2 * d->nt.interval_ms, &h) == 0;
 }
 
 int lmmsd_monitor_add(lmmsd *d, conn *c)
@@ -113,9 +149,8 @@ static void status_text(void *ud, char *buf, size_t n)
 {
 	lmmsd *d = ud;
 
-	snprintf(buf, n, "%u of %u modules resident, %llu requests, %u connections",
-		 d->reg.n_resident, d->reg.n_mods, (unsigned long long)d->dp.st.requests_total,
-		 d->srv.n_conns);
+	snprintf(buf, n, "%u modules resident, %llu requests, %u connections", d->reg.n_resident,
+		 (unsigned long long)d->dp.st.requests_total, d->srv.n_conns);
 }
 
 /* ---- periodic work ---- */
@@ -190,7 +225,7 @@ static void lmmsd_on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	if (d->shutting_down) {
-		log_warn("second signal: stopping without waiting for in-flight work");
+		log_warn("second signal: stopping now, without waiting for calls in flight");
 		d->shutdown_deadline_ms = now_ms();
 		return;
 	}
@@ -230,13 +265,21 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	const server_callbacks cb = {
 		.on_message = on_message,
 		.on_close = on_close,
+		.on_pending = on_pending,
+	};
+	const sched_config sc = {
+		.workers = d->cfg.server.workers,
+		.max_jobs_per_uid = d->cfg.server.max_calls_per_uid,
+		.max_bytes_per_uid = d->cfg.server.max_queued_bytes_per_uid,
+		.on_budget = on_budget,
+		.ud = d,
 	};
 	int r;
 
 	d->loop = loop;
 	d->start_ms = uv_now(loop);
 	access_init(&d->acc, &d->cfg);
-	notify_init(&d->nt, loop, status_text, d);
+	notify_init(&d->nt, loop, status_text, pool_alive, d);
 
 	r = registry_init(&d->reg, d->module_dir, &d->cfg);
 	d->reg_open = true;
@@ -244,6 +287,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 		return r;
 	d->reg.on_unload = on_module_unload;
 	d->reg.on_released = on_module_released;
+	d->reg.on_residency = on_residency;
 	d->reg.ud = d;
 	heat_init(&d->heat, &d->cfg);
 	d->heat_open = true;
@@ -253,7 +297,10 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	d->cache_open = true;
 	builtin_init(&d->bi, d);
 
-	r = dispatch_init(&d->dp, loop, &d->cfg, &d->reg, &d->heat, &d->cache, &d->bi);
+	r = sched_create(&d->sched, loop, &sc);
+	if (r < 0)
+		return r;
+	r = dispatch_init(&d->dp, loop, &d->cfg, &d->reg, &d->heat, &d->cache, &d->bi, d->sched);
 	d->dp_open = true;
 	if (r < 0)
 		return r;
@@ -264,8 +311,6 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	if (r < 0)
 		return r;
 	d->lugs_open = true;
-	d->lugs.on_swept = on_swept;
-	d->lugs.ud = d;
 
 	r = monitor_init(&d->mon, loop);
 	if (r < 0)
@@ -290,6 +335,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 static void lmmsd_load_at_start(lmmsd *d)
 {
 	if (d->eager) {
+		registry_list(&d->reg);
 		for (uint32_t i = 0; i < d->reg.n_mods; i++)
 			registry_load(&d->reg, d->reg.mods[i]);
 		return;
@@ -322,13 +368,11 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 			snprintf(where, sizeof(where), "fd %d", listen_fd);
 		else
 			memcpy(d->cfg.server.socket, where, sizeof(d->cfg.server.socket));
-		log_info("ready: listening on inherited socket %s, %u modules known in %s, %u loaded%s",
-			 where, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
-			 d->eager ? " (eager)" : "");
+		log_info("ready: listening on inherited socket %s, modules in %s, %u loaded%s", where,
+			 d->reg.dir, d->reg.n_resident, d->eager ? " (eager)" : "");
 	} else {
-		log_info("ready: listening on %s, %u modules known in %s, %u loaded%s",
-			 d->socket_path, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
-			 d->eager ? " (eager)" : "");
+		log_info("ready: listening on %s, modules in %s, %u loaded%s", d->socket_path,
+			 d->reg.dir, d->reg.n_resident, d->eager ? " (eager)" : "");
 	}
 	notify_ready(&d->nt);
 	return 0;
@@ -377,6 +421,19 @@ static void lmmsd_close_handles(lmmsd *d)
 	}
 }
 
+/* The pool's end: queued calls were cancelled at the start of the stop;
+ * what still runs now is abandoned (see sched_stop), and its modules stay
+ * mapped (registry_fini leaves a module with calls in flight alone). */
+static void lmmsd_stop_pool(lmmsd *d)
+{
+	if (!d->sched)
+		return;
+	d->abandoned = sched_stop(d->sched, now_ms());
+	d->sched = d->dp.sched = NULL;
+	if (d->abandoned)
+		log_warn("stopping with %u calls still running: abandoned", d->abandoned);
+}
+
 static void lmmsd_on_shutdown_poll(uv_timer_t *t)
 {
 	lmmsd *d = t->data;
@@ -384,13 +441,8 @@ static void lmmsd_on_shutdown_poll(uv_timer_t *t)
 
 	if ((busy || !server_idle(&d->srv)) && now_ms() < d->shutdown_deadline_ms)
 		return;
-	if (busy) {
-		/* Work still on the pool cannot be abandoned (it holds module
-		 * code); keep polling, but stop waiting for clients. */
-		server_close(&d->srv);
-		return;
-	}
 	uv_timer_stop(t);
+	lmmsd_stop_pool(d);
 	lmmsd_close_handles(d);
 	log_info("stopped: %llu requests served", (unsigned long long)d->dp.st.requests_total);
 }
@@ -400,9 +452,14 @@ void lmmsd_shutdown(lmmsd *d)
 	if (d->shutting_down)
 		return;
 	d->shutting_down = true;
-	d->shutdown_deadline_ms = now_ms() + SHUTDOWN_DEADLINE_MS;
+	/* calls in flight get what server.call_timeout gives them */
+	d->shutdown_deadline_ms = now_ms() + (d->cfg.server.call_timeout_ms
+						      ? d->cfg.server.call_timeout_ms
+						      : LMMSD_STOP_DEADLINE_MS);
 	notify_stopping(&d->nt);
 	dispatch_stop(&d->dp);
+	if (d->sched)
+		sched_drain(d->sched);
 	lugs_stop(&d->lugs);
 	server_drain(&d->srv);
 	if (d->handles & H_SHUTDOWN)
@@ -415,6 +472,7 @@ void lmmsd_fini(lmmsd *d)
 {
 	/* After a failed init the handles opened so far are still open: close
 	 * them and let their close callbacks run. */
+	lmmsd_stop_pool(d);
 	lmmsd_close_handles(d);
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	if (d->cache_open)
@@ -459,6 +517,9 @@ int lmmsd_reload(lmmsd *d, char *msg, size_t msglen)
 	log_set_level(d->cfg.server.log_level);
 	lmmsd_server_limits(&d->cfg, &limits);
 	server_set_limits(&d->srv, &limits);
+	if (d->sched)
+		sched_set_limits(d->sched, d->cfg.server.max_calls_per_uid,
+				 d->cfg.server.max_queued_bytes_per_uid);
 	access_reload(&d->acc);
 	registry_apply_config(&d->reg);
 	cache_set_limits(&d->cache, d->cfg.cache.max_bytes, d->cfg.cache.max_entries);

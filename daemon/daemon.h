@@ -30,6 +30,8 @@
 #include "server.h"
 
 #define LMMSD_MAX_OVERRIDES 256
+/* How long a stop waits for calls in flight when server.call_timeout is 0. */
+#define LMMSD_STOP_DEADLINE_MS 30000
 
 /* Handles of the daemon's own, each closed by lmmsd_close_handles. */
 enum {
@@ -63,6 +65,8 @@ typedef struct lmmsd {
 	access_policy acc;
 	notify nt;
 	monitor mon;
+	sched *sched; /* NULL once stopped */
+	uint32_t abandoned; /* calls still running when the stop gave up on them */
 
 	/* glue of the daemon's own: timers and signals */
 	uint32_t handles; /* H_* opened */

@@ -158,8 +158,6 @@ void lugs_sweep(lugs *l)
 	}
 	/* once, after all of this sweep's unloads */
 	lugs_trim(l);
-	if (l->on_swept)
-		l->on_swept(l->ud);
 }
 
 uint32_t lugs_shed(lugs *l, const char *trigger)

@@ -32,10 +32,6 @@ typedef struct lugs {
 	uint64_t last_trim_ms;
 	bool trim_pending; /* an unload freed heap that malloc_trim has not returned yet */
 	lugs_stats st;
-
-	/* After every sweep (systemd's STATUS= follows residency). Optional. */
-	void (*on_swept)(void *ud);
-	void *ud;
 } lugs;
 
 int lugs_init(lugs *l, uv_loop_t *loop, const config *cfg, registry *reg, bool eager);

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,14 @@ int main(int argc, char **argv)
 
 	/* A client vanishing mid-reply must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Large buffers (a big request's input, a queued call's params, a big
+	 * result) are mmapped and go back to the kernel when freed. glibc would
+	 * otherwise raise its mmap threshold after the first such free and serve
+	 * the next ones from the heap, whose freed space stays resident: RSS
+	 * would then follow the peak, not what is in use.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
 	loop = uv_default_loop();
 	r = lmmsd_init(d, loop);
@@ -162,6 +171,12 @@ int main(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	lmmsd_fini(d);
+	if (d->abandoned) {
+		/* Threads still run module code: exit() would run destructors
+		 * (the modules', libraries') under them. */
+		log_info("exiting with %u abandoned calls", d->abandoned);
+		_exit(0);
+	}
 	r = uv_loop_close(loop);
 	if (r < 0)
 		log_warn("event loop closed with handles open: %s", uv_strerror(r));

@@ -162,10 +162,11 @@ static void render_ops(const lmmsd *d, out *o)
 #undef EACH_OP
 }
 
-int metrics_render(const lmmsd *d, bbuf *b)
+int metrics_render(lmmsd *d, bbuf *b)
 {
 	out o = { .b = b };
 
+	registry_list(&d->reg);
 	render_stats(d, &o);
 	render_modules(d, &o);
 	render_ops(d, &o);

@@ -17,6 +17,7 @@
 struct lmmsd;
 
 /* 0, or -ENOMEM (out is then incomplete and must be dropped). */
-int metrics_render(const struct lmmsd *d, bbuf *out);
+/* Lists the module directory first if it changed (so it is not const). */
+int metrics_render(struct lmmsd *d, bbuf *out);
 
 #endif

@@ -132,12 +132,15 @@ struct registry {
 	int64_t reclaimed_bytes; /* sum of measured RSS drops */
 	long dir_mtime_ns; /* of the last scan */
 	uint64_t last_scan_ms;
+	bool listed; /* the directory was listed at least once */
 
 	/* Called once a module is no longer callable, before its fini, for the
 	 * cache and ZAFP to drop what points at it. */
 	void (*on_unload)(void *ud, module *m);
 	/* Called when a module's last op in flight returned (refs reached 0). */
 	void (*on_released)(void *ud, module *m);
+	/* Called after the resident set changed (a load, an unload). */
+	void (*on_residency)(void *ud, module *m);
 	void *ud;
 };
 
@@ -169,9 +172,12 @@ void registry_fini(registry *r); /* unloads every module (fini + dlclose) */
 
 /* (Re)list the directory; existing entries keep their state. */
 int registry_scan(registry *r);
+/* List the directory if that never happened or it changed since: for what
+ * needs every module (lmms.modules, lmms.stats, --eager). */
+int registry_list(registry *r);
 
-/* By name; on a miss rescans the directory if it changed, so a module
- * dropped in later is found without a restart. */
+/* By name. A name not seen yet is looked up as NAME.so in the directory
+ * (a stat), so a module dropped in later is found at once. */
 module *registry_find(registry *r, const char *name, size_t len);
 op_info *registry_find_op(registry *r, const char *method, size_t len);
 
