@@ -136,8 +136,9 @@ int lmmsd_monitor_add(lmmsd *d, conn *c)
 void lmmsd_trim(lmmsd *d, const char *trigger, lmmsd_trim_result *t)
 {
 	t->rss_before = rss_bytes();
-	t->modules_unloaded = lugs_shed(&d->lugs, trigger);
+	/* the cache first: modules only its entries held may then go too */
 	t->cache_bytes_dropped = cache_shrink(&d->cache, d->cache.bytes / 2);
+	t->modules_unloaded = lugs_shed(&d->lugs, trigger);
 	malloc_trim(0);
 	t->rss_after = rss_bytes();
 	if (t->rss_before > t->rss_after && t->rss_after >= 0)

@@ -207,8 +207,12 @@ void registry_fini(registry *r)
 			module_unload(r, m, false, NULL);
 		}
 	}
-	if (abandoned)
-		return; /* the process is about to _exit: nothing to give back */
+	if (abandoned) {
+		/* the process must _exit: exit() would run these modules'
+		 * destructors, under a running call or from changed code */
+		r->left_mapped = true;
+		return;
+	}
 	for (uint32_t i = 0; i < r->n_mods; i++)
 		module_free(r->mods[i]);
 	hmap_fini(&r->by_name);

@@ -140,6 +140,7 @@ struct registry {
 	long dir_mtime_ns; /* of the last scan */
 	uint64_t last_scan_ms;
 	bool listed; /* the directory was listed at least once */
+	bool left_mapped; /* registry_fini left modules mapped: exit with _exit */
 
 	/* Called once a module is no longer callable, before its fini, for the
 	 * cache and ZAFP to drop what points at it. */
