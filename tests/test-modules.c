@@ -18,6 +18,7 @@
 #include <zstd.h>
 
 #include "call.h"
+#include "util.h"
 
 #define RESULT_MAX (32u << 20)
 
@@ -1099,11 +1100,5 @@ static Suite *modules_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(modules_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(modules_suite());
 }
