@@ -18,7 +18,6 @@
 #include <zstd.h>
 
 #include "call.h"
-#include "util.h"
 
 #define RESULT_MAX (32u << 20)
 
@@ -1100,5 +1099,11 @@ static Suite *modules_suite(void)
 
 int main(void)
 {
-	return tu_run(modules_suite());
+	SRunner *sr = srunner_create(modules_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -18,6 +18,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dispatch.h"
+#include "log.h"
 #include "proto.h"
 
 #define READ_CHUNK 65536
@@ -249,32 +251,36 @@ static void pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
 	}
 }
 
+void tu_pack_va(msgpack_sbuffer *sb, bool notification, uint32_t msgid, const char *method,
+		const char *fmt, va_list ap)
+{
+	uint32_t n = (uint32_t)strlen(fmt);
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	if (notification)
+		ck_assert_int_eq(proto_pack_notification(&pk, method, strlen(method), n), 0);
+	else
+		ck_assert_int_eq(proto_pack_request(&pk, msgid, method, strlen(method), n), 0);
+	pack_params(&pk, fmt, ap);
+}
+
 void tu_pack_request(msgpack_sbuffer *sb, uint32_t msgid, const char *method, const char *fmt,
 		     ...)
 {
-	msgpack_packer pk;
 	va_list ap;
 
-	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	ck_assert_int_eq(proto_pack_request(&pk, msgid, method, strlen(method),
-					    (uint32_t)strlen(fmt)),
-			 0);
 	va_start(ap, fmt);
-	pack_params(&pk, fmt, ap);
+	tu_pack_va(sb, false, msgid, method, fmt, ap);
 	va_end(ap);
 }
 
 void tu_pack_notification(msgpack_sbuffer *sb, const char *method, const char *fmt, ...)
 {
-	msgpack_packer pk;
 	va_list ap;
 
-	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	ck_assert_int_eq(proto_pack_notification(&pk, method, strlen(method),
-						 (uint32_t)strlen(fmt)),
-			 0);
 	va_start(ap, fmt);
-	pack_params(&pk, fmt, ap);
+	tu_pack_va(sb, true, 0, method, fmt, ap);
 	va_end(ap);
 }
 
@@ -449,6 +455,96 @@ void tu_expect_error(tu_peer *p, uint32_t msgid, const char *code, const char *t
 		      text);
 	ck_assert_int_eq(m.result->type, MSGPACK_OBJECT_NIL);
 	tu_msg_free(&m);
+}
+
+/* ---- a daemon in process ---- */
+
+void tu_daemon_init(tu_daemon *t, const char *const *modules)
+{
+	int sv[2];
+
+	memset(t, 0, sizeof(*t));
+	log_init(3); /* errors only: the failures tests provoke would be noise */
+	tu_loop_init(&t->tl);
+	tu_tmpdir(t->dir, sizeof(t->dir), "daemon");
+	for (const char *const *m = modules; *m; m++)
+		tu_add_module(t->dir, *m);
+	config_init_defaults(&t->d.cfg);
+	snprintf(t->d.module_dir, sizeof(t->d.module_dir), "%s", t->dir);
+	ck_assert_int_eq(lmmsd_init(&t->d, &t->tl.loop), 0);
+	tu_socketpair(sv);
+	t->c = server_conn_open(&t->d.srv, sv[0]);
+	ck_assert_ptr_nonnull(t->c);
+	tu_peer_init(&t->peer, &t->tl, sv[1]);
+}
+
+void tu_daemon_fini(tu_daemon *t)
+{
+	lmmsd_shutdown(&t->d);
+	uv_run(&t->tl.loop, UV_RUN_DEFAULT);
+	lmmsd_fini(&t->d);
+	tu_peer_fini(&t->peer);
+	tu_loop_fini(&t->tl);
+	tu_rmtree(t->dir);
+}
+
+int tu_daemon_feed(tu_daemon *t, const void *msg, size_t len)
+{
+	int r = dispatch_on_message(&t->d.dp, t->c, msg, len);
+
+	conn_flush(t->c);
+	return r;
+}
+
+static int daemon_feed_va(tu_daemon *t, bool notification, uint32_t msgid, const char *method,
+			  const char *fmt, va_list ap)
+{
+	msgpack_sbuffer sb;
+	int r;
+
+	msgpack_sbuffer_init(&sb);
+	tu_pack_va(&sb, notification, msgid, method, fmt, ap);
+	r = tu_daemon_feed(t, sb.data, sb.size);
+	msgpack_sbuffer_destroy(&sb);
+	return r;
+}
+
+int tu_daemon_call(tu_daemon *t, uint32_t msgid, const char *method, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = daemon_feed_va(t, false, msgid, method, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int tu_daemon_notify(tu_daemon *t, const char *method, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = daemon_feed_va(t, true, 0, method, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+module *tu_daemon_module(tu_daemon *t, const char *name)
+{
+	module *m = registry_find(&t->d.reg, name, strlen(name));
+
+	ck_assert_msg(m != NULL, "no module %s", name);
+	return m;
+}
+
+op_info *tu_daemon_op(tu_daemon *t, const char *method)
+{
+	op_info *op = registry_find_op(&t->d.reg, method, strlen(method));
+
+	ck_assert_msg(op != NULL, "no op %s", method);
+	return op;
 }
 
 /* ---- msgpack objects ---- */

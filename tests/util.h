@@ -13,6 +13,7 @@
 
 #include <check.h>
 #include <msgpack.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #include <uv.h>
 
 #include "bbuf.h"
+#include "daemon.h"
 /* the daemon's util.h (now_ms, ARRAY_SIZE): a plain "util.h" here is this file */
 #include "../daemon/util.h"
 
@@ -88,6 +90,9 @@ void tu_send(tu_loop *l, int fd, const void *p, size_t n);
 void tu_pack_request(msgpack_sbuffer *sb, uint32_t msgid, const char *method, const char *fmt,
 		     ...);
 void tu_pack_notification(msgpack_sbuffer *sb, const char *method, const char *fmt, ...);
+/* Either, for helpers that take the params as their own "..." */
+void tu_pack_va(msgpack_sbuffer *sb, bool notification, uint32_t msgid, const char *method,
+		const char *fmt, va_list ap);
 
 /* The test's end of a connection: bytes read so far, split into messages. */
 typedef struct tu_peer {
@@ -124,6 +129,34 @@ void tu_expect_ok(tu_peer *p, uint32_t msgid, tu_msg *m);
 /* The next message must be an error response to msgid with this code and a
  * message containing text (NULL: any). */
 void tu_expect_error(tu_peer *p, uint32_t msgid, const char *code, const char *text);
+
+/* ---- a daemon in process ---- */
+
+/*
+ * A real lmmsd composed with lmmsd_init on a private loop (defaults, no
+ * listener), its module directory a temporary copy of the named built
+ * modules, and one connection over a socketpair whose other end is peer.
+ * Messages go straight into dispatch_on_message; replies are read from peer.
+ */
+typedef struct tu_daemon {
+	tu_loop tl;
+	lmmsd d;
+	char dir[256];
+	conn *c;
+	tu_peer peer;
+} tu_daemon;
+
+/* modules: NULL-terminated names. */
+void tu_daemon_init(tu_daemon *t, const char *const *modules);
+/* A graceful stop (in-flight calls finish), then everything freed. */
+void tu_daemon_fini(tu_daemon *t);
+/* dispatch_on_message's result; what it queued is flushed to the peer. */
+int tu_daemon_feed(tu_daemon *t, const void *msg, size_t len);
+/* Pack and feed a request / a notification (params as tu_pack_request). */
+int tu_daemon_call(tu_daemon *t, uint32_t msgid, const char *method, const char *fmt, ...);
+int tu_daemon_notify(tu_daemon *t, const char *method, const char *fmt, ...);
+module *tu_daemon_module(tu_daemon *t, const char *name);
+op_info *tu_daemon_op(tu_daemon *t, const char *method);
 
 /* ---- msgpack objects ---- */
 
