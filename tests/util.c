@@ -235,10 +235,12 @@ static void pack_params(msgpack_packer *pk, const char *fmt, va_list ap)
 		case 'i':
 			ck_assert_int_eq(msgpack_pack_int(pk, va_arg(ap, int)), 0);
 			break;
-		case 'b':
-			ck_assert_int_eq(va_arg(ap, int) ? msgpack_pack_true(pk) : msgpack_pack_false(pk),
-					 0);
+		case 'b': {
+			bool b = va_arg(ap, int);
+
+			ck_assert_int_eq(b ? msgpack_pack_true(pk) : msgpack_pack_false(pk), 0);
 			break;
+		}
 		case 'n':
 			ck_assert_int_eq(msgpack_pack_nil(pk), 0);
 			break;
@@ -440,8 +442,13 @@ static void expect_response(tu_peer *p, uint32_t msgid, tu_msg *m)
 
 void tu_expect_ok(tu_peer *p, uint32_t msgid, tu_msg *m)
 {
-	expect_response(p, msgid, m);
-	ck_assert_msg(m->ok, "msgid %u: error %s: %s", msgid, m->code, m->message);
+	tu_msg own;
+	tu_msg *r = m ? m : &own;
+
+	expect_response(p, msgid, r);
+	ck_assert_msg(r->ok, "msgid %u: error %s: %s", msgid, r->code, r->message);
+	if (!m)
+		tu_msg_free(&own);
 }
 
 void tu_expect_error(tu_peer *p, uint32_t msgid, const char *code, const char *text)

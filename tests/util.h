@@ -124,7 +124,7 @@ bool tu_peer_wait_eof(tu_peer *p, uint32_t *n_msgs, uint64_t timeout_ms);
 void tu_msg_free(tu_msg *m);
 
 /* The next message must be a successful response to msgid; m receives it
- * (free with tu_msg_free). */
+ * (free with tu_msg_free), or NULL when the result does not matter. */
 void tu_expect_ok(tu_peer *p, uint32_t msgid, tu_msg *m);
 /* The next message must be an error response to msgid with this code and a
  * message containing text (NULL: any). */
