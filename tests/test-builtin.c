@@ -260,6 +260,33 @@ START_TEST(modules_lists_every_module)
 }
 END_TEST
 
+/*
+ * idle_ms right after a load: the registry stamps a load with the monotonic
+ * clock read then, while lmms.modules subtracts from the loop's cached time,
+ * which is older until the loop runs again. A load by a call that then runs
+ * no op (an unknown method) leaves that stamp in place.
+ */
+START_TEST(modules_idle_ms_right_after_a_load)
+{
+	const msgpack_object *echo;
+	tu_msg m;
+
+	/* the load's clock reading is past the loop's cached time */
+	while (now_ms() <= uv_now(&t.tl.loop))
+		;
+	ck_assert_int_eq(tu_daemon_call(&t, 1, "echo.nosuch", ""), 0);
+	tu_expect_error(&t.peer, 1, "no_such_method", NULL);
+	ck_assert_int_eq(mod("echo")->state, MOD_LOADED);
+	bcall(2, "lmms.modules", "");
+	tu_expect_ok(&t.peer, 2, &m);
+	echo = &m.result->via.array.ptr[1];
+	ck_assert(tu_obj_is_str(tu_map_get(echo, "name"), "echo"));
+	/* not a wrapped-around difference: an hour is beyond any test's life */
+	ck_assert_uint_lt(tu_map_uint(echo, "idle_ms"), 3600 * 1000);
+	tu_msg_free(&m);
+}
+END_TEST
+
 START_TEST(ops_lists_learned_ops)
 {
 	static const char *const keys[] = {
@@ -576,6 +603,7 @@ static Suite *builtin_suite(void)
 	tcase_add_test(tc, ping_pongs);
 	tcase_add_test(tc, stats_has_every_key);
 	tcase_add_test(tc, modules_lists_every_module);
+	tcase_add_test(tc, modules_idle_ms_right_after_a_load);
 	tcase_add_test(tc, ops_lists_learned_ops);
 	tcase_add_test(tc, config_shows_the_values_in_use);
 	tcase_add_test(tc, load_loads_and_answers_the_module);
