@@ -33,6 +33,7 @@ typedef enum answer_mode {
 	ANSWER_ECHO, /* the message itself as the result */
 	ANSWER_HOLD, /* conn_request_begin, answered later by the test */
 	ANSWER_BIG, /* a bin of big_len bytes */
+	ANSWER_HANDED_BACK, /* begin, answer and done at once: a handoff that failed */
 } answer_mode;
 
 typedef struct held {
@@ -91,6 +92,11 @@ static int on_message(void *ud, conn *c, const char *msg, size_t len)
 		break;
 	case ANSWER_BIG:
 		conn_reply_raw(c, r.msgid, h.big, h.big_len);
+		break;
+	case ANSWER_HANDED_BACK:
+		conn_request_begin(c);
+		conn_reply_raw(c, r.msgid, "\xc0", 1);
+		conn_request_done(c);
 		break;
 	}
 	return 0;
@@ -660,6 +666,29 @@ START_TEST(inflight_cap_stops_reading_and_done_resumes)
 }
 END_TEST
 
+/*
+ * A request handed off and back within on_message (dispatch does this when
+ * it cannot queue pool work): conn_request_done runs while the transport is
+ * still inside its framing loop. Each message must still be handed up once.
+ */
+START_TEST(request_done_inside_on_message)
+{
+	tu_peer *p;
+	conn *c;
+
+	h.mode = ANSWER_HANDED_BACK;
+	c = open_conn(&p);
+	send_requests(p, 1, 3);
+	for (uint32_t i = 1; i <= 3; i++)
+		tu_expect_ok(p, i, NULL);
+	for (int i = 0; i < 5; i++)
+		tu_pump_once(&h.tl);
+	ck_assert_uint_eq(h.n_msgs, 3);
+	ck_assert_uint_eq(c->inflight, 0);
+	ck_assert_uint_eq(c->ilen, 0);
+}
+END_TEST
+
 /* The layer above pauses a connection (a per-uid budget) and resumes it. */
 START_TEST(hold_pauses_reading)
 {
@@ -1076,6 +1105,7 @@ START_TEST(stale_socket_replaced_live_one_refused)
 	server other;
 	int fd;
 
+	log_set_level(2); /* the refusals below log errors, as they should */
 	/* a live daemon's socket is not stolen */
 	ck_assert_int_eq(start_other(&other, h.path), -EADDRINUSE);
 	close_other(&other);
@@ -1133,6 +1163,7 @@ static Suite *server_suite(void)
 	tcase_add_test(tc, new_limits_reach_open_connections);
 	tcase_add_test(tc, negative_on_message_closes_after_flush);
 	tcase_add_test(tc, inflight_cap_stops_reading_and_done_resumes);
+	tcase_add_test(tc, request_done_inside_on_message);
 	tcase_add_test(tc, hold_pauses_reading);
 	tcase_add_test(tc, output_cap_with_slow_reader);
 	tcase_add_test(tc, output_cap_resumes_when_the_socket_took_everything);
