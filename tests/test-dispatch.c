@@ -307,12 +307,30 @@ START_TEST(blocking_call_runs_on_the_pool)
 	ck_assert_uint_eq(m->refs, 1);
 	ck_assert_uint_eq(t.c->inflight, 1);
 	ck_assert_uint_eq(t.d.dp.st.pool_calls, 1);
+	ck_assert_int_eq(registry_unload(&t.d.reg, m, NULL), -EBUSY);
 	expect_int(1, 50);
 	ck_assert_uint_eq(m->refs, 0);
 	ck_assert_uint_eq(t.c->inflight, 0);
 	ck_assert_uint_eq(dispatch_pool_in_flight(&t.d.dp), 0);
 	ck_assert_uint_eq(op("echo.sleep")->heat.pool_calls, 1);
 	ck_assert_uint_eq(op("echo.sleep")->heat.calls, 1);
+}
+END_TEST
+
+/* The client leaves while its call runs: the result goes nowhere, the
+ * connection is freed only after the call came back. */
+START_TEST(connection_gone_before_the_pool_call_returns)
+{
+	uint32_t n;
+
+	ck_assert_int_eq(CALL(1, "echo.sleep", "i", 100), 0);
+	conn_close(t.c);
+	t.c = NULL;
+	wait_pool();
+	ck_assert_uint_eq(mod("echo")->refs, 0);
+	ck_assert_uint_eq(op("echo.sleep")->heat.calls, 1);
+	ck_assert(tu_peer_wait_eof(&t.peer, &n, TU_TIMEOUT_MS));
+	ck_assert_uint_eq(n, 0);
 }
 END_TEST
 
@@ -593,6 +611,7 @@ static Suite *dispatch_suite(void)
 	tcase_add_test(tc, first_call_loads_the_module);
 	tcase_add_test(tc, load_failure_is_load_failed);
 	tcase_add_test(tc, blocking_call_runs_on_the_pool);
+	tcase_add_test(tc, connection_gone_before_the_pool_call_returns);
 	tcase_add_test(tc, large_params_go_to_the_pool);
 	tcase_add_test(tc, call_timeout_answers_timeout);
 	tcase_add_test(tc, notification_runs_and_is_never_answered);
