@@ -33,7 +33,7 @@ static int lugs_check_1_to_4(const lugs *l, const module *m, bool force, uint64_
 		*which = LUGS_PROTECTED;
 	else if (l->cfg->lugs.keep_while_cached && m->cache_deps > 0)
 		*which = LUGS_CACHED;
-	else if (!force && m->policy != POLICY_FEATURE && now - m->last_used_ms < m->grace_ms)
+	else if (!force && m->policy != POLICY_FEATURE && now - m->last_used_ms < module_grace_ms(m))
 		*which = LUGS_GRACE;
 	else
 		return 0;
@@ -129,11 +129,17 @@ void lugs_sweep(lugs *l)
 	uint64_t now = now_ms();
 	lugs_check which;
 	const char *reason;
+	int r;
 
 	l->st.sweeps++;
 	for (uint32_t i = 0; i < l->reg->n_mods; i++) {
 		module *m = l->reg->mods[i];
 
+		if (!module_resident(m)) {
+			/* a learned grace drifts back while the module stays out */
+			grace_drift(&m->adapt, now, m->grace_ms);
+			continue;
+		}
 		if (m->state != MOD_LOADED || !m->handle)
 			continue;
 		/* checks 1-4 here; 5 below, in LRU order, as each unload
@@ -151,13 +157,45 @@ void lugs_sweep(lugs *l)
 			lugs_count_blocked(l, m, which);
 			continue;
 		}
-		if (lugs_unload(l, m, &which, &reason) == -EBUSY)
+		module_set_trigger(m, "sweep (idle %llus)",
+				   (unsigned long long)((now - m->last_used_ms) / 1000));
+		r = lugs_unload(l, m, &which, &reason);
+		if (r == -EBUSY)
 			log_debug("lugs: %s refused: %s", m->name, reason ? reason : "busy");
+		else if (r == 0)
+			/* only the grace decided this one: a reload soon proves it wrong */
+			grace_on_unload(&m->adapt, now);
 	}
 	/* once, after all of this sweep's unloads */
 	lugs_trim(l);
-	if (l->on_swept)
-		l->on_swept(l->ud);
+}
+
+uint32_t lugs_shed(lugs *l, const char *trigger)
+{
+	uint64_t now = now_ms();
+	lugs_check which;
+	const char *reason;
+	uint32_t n = 0;
+
+	if (l->eager)
+		return 0;
+	for (uint32_t i = 0; i < l->reg->n_mods; i++) {
+		module *m = l->reg->mods[i];
+
+		if (m->state != MOD_LOADED || !m->handle)
+			continue;
+		/* checks 1-3 only: grace and the minimum are what shedding skips */
+		if (lugs_check_1_to_4(l, m, true, now, &which) < 0) {
+			lugs_count_blocked(l, m, which);
+			continue;
+		}
+		module_set_trigger(m, "%s", trigger);
+		if (lugs_unload(l, m, &which, &reason) == 0)
+			n++;
+	}
+	l->trim_pending = false;
+	l->last_trim_ms = now;
+	return n;
 }
 
 static void lugs_on_timer(uv_timer_t *t)
@@ -177,8 +215,10 @@ static void lugs_on_feature(uv_timer_t *t)
 		module *m = l->reg->mods[i];
 
 		if (m->state == MOD_LOADED && m->handle && m->refs == 0 &&
-		    m->policy == POLICY_FEATURE)
+		    m->policy == POLICY_FEATURE) {
+			module_set_trigger(m, "feature policy");
 			lugs_try_unload(l, m, false, &which, &reason);
+		}
 	}
 }
 

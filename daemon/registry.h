@@ -16,19 +16,23 @@
 
 #include <lmms/lmms-module.h>
 #include <limits.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "call.h"
 #include "config.h"
+#include "grace.h"
 #include "heat.h"
 #include "hmap.h"
+#include "watch.h"
 
 #define REGISTRY_MAX_MODULES 1024
 #define MODULE_MAX_OPS 256
 #define MODULE_NAME_MAX 63
 #define OP_NAME_MAX 63
 #define MODULE_ERROR_MAX 256
+#define REGISTRY_NAME_BUF (MODULE_NAME_MAX + 1)
 
 typedef struct module module;
 typedef struct registry registry;
@@ -79,7 +83,9 @@ struct module {
 
 	/* resolved from the configuration at load and on reload */
 	module_policy policy;
-	uint64_t grace_ms;
+	uint64_t grace_ms; /* the configured grace: the base adaptive grace starts from */
+	cache_scope cache_scope;
+	grace adapt; /* what LUGS learned of this module's reload pattern */
 
 	void *handle; /* dlopen handle while callable */
 	lmms_module_desc desc; /* copied by the module's size, zero beyond it */
@@ -107,6 +113,13 @@ struct module {
 	uint64_t backoff_ms;
 	char error[MODULE_ERROR_MAX]; /* last load failure */
 	char pinned_by[64]; /* PINNED: the nodelete object, or why glibc kept it */
+	char unload_trigger[64]; /* who asked for the last unload: "sweep (idle 31s)", ... */
+	uint64_t crashes; /* process isolation: worker deaths while loaded */
+	watch_stamp stamp; /* the file as it was loaded */
+	bool reload_pending; /* its file was replaced: reload once no call runs */
+	bool tainted; /* its mapped file was overwritten in place: never called again */
+	int isolation; /* isolation in force (ISOLATION_*) */
+	pid_t pid; /* process isolation: the worker's, or 0 */
 };
 
 struct registry {
@@ -119,15 +132,23 @@ struct registry {
 	uint32_t n_resident; /* LOADED + PINNED */
 	uint64_t loads; /* successful loads */
 	uint64_t unloads;
+	uint64_t worker_spawns; /* process isolation */
+	uint64_t module_crashes;
+	uint64_t hot_reloads; /* modules reloaded because their file changed */
+	uint64_t premature_reloads; /* loaded again within the grace that unloaded them */
 	int64_t reclaimed_bytes; /* sum of measured RSS drops */
 	long dir_mtime_ns; /* of the last scan */
 	uint64_t last_scan_ms;
+	bool listed; /* the directory was listed at least once */
+	bool left_mapped; /* registry_fini left modules mapped: exit with _exit */
 
 	/* Called once a module is no longer callable, before its fini, for the
 	 * cache and ZAFP to drop what points at it. */
 	void (*on_unload)(void *ud, module *m);
 	/* Called when a module's last op in flight returned (refs reached 0). */
 	void (*on_released)(void *ud, module *m);
+	/* Called after the resident set changed (a load, an unload). */
+	void (*on_residency)(void *ud, module *m);
 	void *ud;
 };
 
@@ -143,6 +164,9 @@ static inline void module_ref(module *m)
 
 void module_unref(module *m);
 
+/* Name what asks for the next unload of m, for the log and lmms.modules. */
+void module_set_trigger(module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static inline void module_touch(module *m, uint64_t now_ms)
 {
 	m->last_used_ms = now_ms;
@@ -151,14 +175,24 @@ static inline void module_touch(module *m, uint64_t now_ms)
 /* Resolve every module's policy and grace again (after a reload). */
 void registry_apply_config(registry *r);
 
+/* The grace in force: the configured one, doubled by premature reloads up to
+ * lugs.grace_max, drifting back while the module stays out. */
+static inline uint64_t module_grace_ms(const module *m)
+{
+	return grace_current(&m->adapt, m->grace_ms, m->reg->cfg->lugs.grace_max_ms);
+}
+
 int registry_init(registry *r, const char *dir, const config *cfg);
 void registry_fini(registry *r); /* unloads every module (fini + dlclose) */
 
 /* (Re)list the directory; existing entries keep their state. */
 int registry_scan(registry *r);
+/* List the directory if that never happened or it changed since: for what
+ * needs every module (lmms.modules, lmms.stats, --eager). */
+int registry_list(registry *r);
 
-/* By name; on a miss rescans the directory if it changed, so a module
- * dropped in later is found without a restart. */
+/* By name. A name not seen yet is looked up as NAME.so in the directory
+ * (a stat), so a module dropped in later is found at once. */
 module *registry_find(registry *r, const char *name, size_t len);
 op_info *registry_find_op(registry *r, const char *method, size_t len);
 
@@ -184,8 +218,16 @@ static inline bool module_resident(const module *m)
 
 static inline bool module_callable(const module *m)
 {
-	return m->handle != NULL && !m->unloading;
+	return m->handle != NULL && !m->unloading && !m->tainted;
 }
+
+/* Its file was replaced on disk: unload it and load the new file, now. The
+ * caller checked refs == 0. 0 reloaded, 1 the old object is pinned (a restart
+ * or isolation=process is needed), -EBUSY vetoed, or the load's error. */
+int registry_reload(registry *r, module *m);
+/* Its loaded file was overwritten in place: the code under it changed, so
+ * nothing may call into it again, nor run its fini or dlclose it. */
+void registry_taint(registry *r, module *m);
 
 /* RSS of this process in bytes, from /proc/self/statm. */
 int64_t rss_bytes(void);

@@ -317,6 +317,15 @@ START_TEST(blocking_call_runs_on_the_pool)
 }
 END_TEST
 
+static bool pool_running(void *ud)
+{
+	sched_stats st;
+
+	(void)ud;
+	sched_get_stats(t.d.sched, &st);
+	return st.running > 0;
+}
+
 /* The client leaves while its call runs: the result goes nowhere, the
  * connection is freed only after the call came back. */
 START_TEST(connection_gone_before_the_pool_call_returns)
@@ -324,6 +333,7 @@ START_TEST(connection_gone_before_the_pool_call_returns)
 	uint32_t n;
 
 	ck_assert_int_eq(CALL(1, "echo.sleep", "i", 100), 0);
+	ck_assert(tu_pump(&t.tl, pool_running, NULL, TU_TIMEOUT_MS));
 	conn_close(t.c);
 	t.c = NULL;
 	wait_pool();
@@ -552,7 +562,7 @@ static uint32_t n_events;
 
 static void on_event(void *ud, const dispatch_event *ev)
 {
-	ck_assert_ptr_eq(ud, &t.d);
+	ck_assert_ptr_eq(ud, events);
 	ck_assert_uint_lt(n_events, ARRAY_SIZE(events));
 	events[n_events++] = *ev;
 }
@@ -563,6 +573,7 @@ START_TEST(events_name_the_path)
 	uint32_t hot = t.d.cfg.zafp.hot;
 
 	t.d.dp.on_event = on_event;
+	t.d.dp.ud_event = events;
 	ck_assert_int_eq(CALL(1, "echo.upper", "s", "a"), 0);
 	ck_assert_int_eq(CALL(2, "echo.upper", "s", "a"), 0);
 	ck_assert_int_eq(CALL(3, "echo.sleep", "i", 1), 0);
