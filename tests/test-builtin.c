@@ -140,8 +140,12 @@ static void become_other_user(void)
 
 /* ---- the table ---- */
 
-static const char *const rows[] = { "ping", "stats",  "modules",    "ops",	"config",
-				    "load", "unload", "invalidate", "reload" };
+/* The read-only rows first, then the admin ones. */
+static const char *const rows[] = {
+	"ping", "stats", "modules", "ops", "config", "metrics",
+	"load", "unload", "invalidate", "reload", "trim", "monitor",
+};
+#define N_READ_ONLY 6
 
 START_TEST(table_has_every_row)
 {
@@ -151,6 +155,7 @@ START_TEST(table_has_every_row)
 		bm = builtin_find(rows[i], strlen(rows[i]));
 		ck_assert_msg(bm != NULL, "no row %s", rows[i]);
 		ck_assert_str_eq(bm->name, rows[i]);
+		ck_assert_int_eq(bm->admin, i >= N_READ_ONLY);
 		ck_assert_ptr_nonnull(bm->fn);
 		ck_assert_uint_le(bm->min_params, bm->max_params);
 		/* a row with an arity bound says what it takes */
@@ -470,15 +475,76 @@ START_TEST(reload_reads_the_configuration_again)
 }
 END_TEST
 
+START_TEST(metrics_is_prometheus_text)
+{
+	tu_msg m;
+
+	bcall(1, "lmms.metrics", "");
+	tu_expect_ok(&t.peer, 1, &m);
+	ck_assert_int_eq(m.result->type, MSGPACK_OBJECT_STR);
+	ck_assert_ptr_nonnull(memmem(m.result->via.str.ptr, m.result->via.str.size,
+				     "# TYPE lmms_requests_total counter", 34));
+	tu_msg_free(&m);
+}
+END_TEST
+
+START_TEST(trim_sheds_idle_modules)
+{
+	static const char *const keys[] = { "modules_unloaded", "cache_bytes_dropped",
+					    "rss_before", "rss_after", NULL };
+	tu_msg m;
+
+	bcall(1, "lmms.load", "s", "echo");
+	tu_expect_ok(&t.peer, 1, NULL);
+	bcall(2, "lmms.trim", "");
+	tu_expect_ok(&t.peer, 2, &m);
+	expect_keys(m.result, keys);
+	ck_assert_uint_eq(tu_map_uint(m.result, "modules_unloaded"), 1);
+	tu_msg_free(&m);
+	ck_assert_int_eq(mod("echo")->state, MOD_UNLOADED);
+}
+END_TEST
+
+/* The method an lmms.monitor notification reports: [2, "lmms.monitor", [event]]. */
+static bool monitor_event_of(const tu_msg *m, const char *method)
+{
+	const msgpack_object *a = m->u.data.via.array.ptr;
+
+	return m->type == PROTO_NOTIFICATION && tu_obj_is_str(&a[1], "lmms.monitor") &&
+	       a[2].type == MSGPACK_OBJECT_ARRAY && a[2].via.array.size == 1 &&
+	       tu_obj_is_str(tu_map_get(&a[2].via.array.ptr[0], "method"), method);
+}
+
+/* After lmms.monitor the connection is told of every finished call, its
+ * own lmms.monitor included, each after the call's reply. */
+START_TEST(monitor_sends_events)
+{
+	tu_msg m;
+
+	bcall(1, "lmms.monitor", "");
+	expect_true(1);
+	ck_assert(tu_peer_next(&t.peer, &m, TU_TIMEOUT_MS));
+	ck_assert(monitor_event_of(&m, "lmms.monitor"));
+	tu_msg_free(&m);
+	ck_assert_int_eq(tu_daemon_call(&t, 2, "echo.ping", ""), 0);
+	tu_expect_ok(&t.peer, 2, NULL);
+	ck_assert(tu_peer_next(&t.peer, &m, TU_TIMEOUT_MS));
+	ck_assert(monitor_event_of(&m, "echo.ping"));
+	tu_msg_free(&m);
+}
+END_TEST
+
 /* ---- rights ---- */
 
-/* Each admin row with params it would accept. */
+/* Each admin row, in the order of rows[], with params it would accept. */
 static void call_admin_rows(uint32_t first)
 {
 	bcall(first, "lmms.load", "s", "echo");
 	bcall(first + 1, "lmms.unload", "sb", "echo", 1);
 	bcall(first + 2, "lmms.invalidate", "");
 	bcall(first + 3, "lmms.reload", "");
+	bcall(first + 4, "lmms.trim", "");
+	bcall(first + 5, "lmms.monitor", "");
 }
 
 START_TEST(admin_rows_refused_to_others)
@@ -488,26 +554,24 @@ START_TEST(admin_rows_refused_to_others)
 	become_other_user();
 	ck_assert(!access_is_admin(&t.d.acc, t.c));
 	call_admin_rows(1);
-	for (uint32_t i = 0; i < 4; i++) {
-		static const char *const names[] = { "load", "unload", "invalidate", "reload" };
-
+	for (uint32_t i = N_READ_ONLY; i < ARRAY_SIZE(rows); i++) {
 		snprintf(text, sizeof(text), "lmms.%s is for administrators (uid %u is not one)",
-			 names[i], (unsigned)other_uid());
-		tu_expect_error(&t.peer, 1 + i, "denied", text);
+			 rows[i], (unsigned)other_uid());
+		tu_expect_error(&t.peer, 1 + i - N_READ_ONLY, "denied", text);
 	}
 	ck_assert_uint_eq(t.d.reg.loads, 0);
 	/* refused before the arity is looked at */
 	bcall(10, "lmms.load", "");
 	tu_expect_error(&t.peer, 10, "denied", NULL);
 	/* the read-only rows are for everyone */
-	for (uint32_t i = 0; i < 5; i++) {
+	for (uint32_t i = 0; i < N_READ_ONLY; i++) {
 		char method[32];
 
 		snprintf(method, sizeof(method), "lmms.%s", rows[i]);
 		bcall(20 + i, method, "");
 		tu_expect_ok(&t.peer, 20 + i, NULL);
 	}
-	ck_assert_uint_eq(t.d.dp.st.errors_total, 5);
+	ck_assert_uint_eq(t.d.dp.st.errors_total, ARRAY_SIZE(rows) - N_READ_ONLY + 1);
 }
 END_TEST
 
@@ -560,7 +624,7 @@ END_TEST
 
 START_TEST(read_only_notifications_do_nothing)
 {
-	for (uint32_t i = 0; i < 5; i++) {
+	for (uint32_t i = 0; i < N_READ_ONLY; i++) {
 		char method[32];
 
 		snprintf(method, sizeof(method), "lmms.%s", rows[i]);
@@ -611,6 +675,9 @@ static Suite *builtin_suite(void)
 	tcase_add_test(tc, unload_names_veto_pin_and_eager);
 	tcase_add_test(tc, invalidate_by_all_module_and_method);
 	tcase_add_test(tc, reload_reads_the_configuration_again);
+	tcase_add_test(tc, metrics_is_prometheus_text);
+	tcase_add_test(tc, trim_sheds_idle_modules);
+	tcase_add_test(tc, monitor_sends_events);
 	tcase_add_test(tc, admin_rows_refused_to_others);
 	tcase_add_test(tc, admin_by_uid_list);
 	tcase_add_loop_test(tc, admin_by_group, 0, 2);
