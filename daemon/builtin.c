@@ -72,7 +72,7 @@ static void pack_stats(lmmsd *d, reply *out)
 /* One line saying why m is in its state, for lmms.modules and lmmsctl's WHY. */
 static void module_why(const lmmsd *d, const module *m, uint64_t now, char *buf, size_t n)
 {
-	uint64_t idle = m->last_used_ms ? now - m->last_used_ms : 0;
+	uint64_t idle = m->last_used_ms && now > m->last_used_ms ? now - m->last_used_ms : 0;
 
 	buf[0] = '\0';
 	switch (m->state) {
