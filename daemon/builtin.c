@@ -72,7 +72,7 @@ static void pack_stats(lmmsd *d, reply *out)
 /* One line saying why m is in its state, for lmms.modules and lmmsctl's WHY. */
 static void module_why(const lmmsd *d, const module *m, uint64_t now, char *buf, size_t n)
 {
-	uint64_t idle = m->last_used_ms ? now - m->last_used_ms : 0;
+	uint64_t idle = m->last_used_ms && now > m->last_used_ms ? now - m->last_used_ms : 0;
 
 	buf[0] = '\0';
 	switch (m->state) {
@@ -121,7 +121,8 @@ static void pack_module(lmmsd *d, reply *out, const module *m)
 	reply_kv_u64(out, "refs", m->refs);
 	reply_kv_u64(out, "loads", m->loads);
 	reply_kv_u64(out, "unloads", m->unloads);
-	reply_kv_u64(out, "idle_ms", m->last_used_ms ? now - m->last_used_ms : 0);
+	reply_kv_u64(out, "idle_ms",
+		     m->last_used_ms && now > m->last_used_ms ? now - m->last_used_ms : 0);
 	reply_kv_u64(out, "cache_deps", m->cache_deps);
 	reply_kv_i64(out, "resident_bytes", module_resident(m) ? m->resident_bytes : 0);
 	reply_kv_i64(out, "reclaimed_bytes", m->reclaimed_bytes);

@@ -12,6 +12,7 @@
 
 #include "cache.h"
 #include "registry.h"
+#include "util.h"
 
 static module mod_a, mod_b;
 static op_info op_a1, op_a2, op_b1;
@@ -259,8 +260,6 @@ int main(void)
 {
 	Suite *s = suite_create("cache");
 	TCase *tc = tcase_create("cache");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, hit_and_miss);
@@ -272,9 +271,5 @@ int main(void)
 	tcase_add_test(tc, invalidate_kinds);
 	tcase_add_test(tc, heap_random);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "call.h"
+#include "util.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -888,11 +889,5 @@ static Suite *call_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(call_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(call_suite());
 }

@@ -5,7 +5,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,27 +13,21 @@
 #include <unistd.h>
 
 #include "../daemon/config.h"
+#include "util.h"
 
 static char basedir[512]; /* made once; removed even when a test fails */
 static char tmpdir[1024]; /* one per test under basedir; short, so + a name fits PATH_MAX */
 static char err[1024];
 static config cfg, ref;
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(p);
-}
-
 static void setup_base(void)
 {
-	snprintf(basedir, sizeof(basedir), "%s/lmms-config-XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(basedir));
+	tu_tmpdir(basedir, sizeof(basedir), "config");
 }
 
 static void teardown_base(void)
 {
-	nftw(basedir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rmtree(basedir);
 }
 
 static void setup(void)
@@ -47,7 +40,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tu_rmtree(tmpdir);
 }
 
 /* Write text to tmpdir/name; returns the full path (static buffer per call site). */
@@ -831,11 +824,5 @@ static Suite *config_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(config_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(config_suite());
 }

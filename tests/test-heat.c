@@ -12,6 +12,7 @@
 #include "config.h"
 #include "heat.h"
 #include "registry.h"
+#include "util.h"
 
 #define N_OPS 4
 
@@ -282,8 +283,6 @@ int main(void)
 {
 	Suite *s = suite_create("heat");
 	TCase *tc = tcase_create("heat");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, thresholds);
@@ -296,9 +295,5 @@ int main(void)
 	tcase_add_test(tc, sampled_records);
 	tcase_add_test(tc, result_buffer);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

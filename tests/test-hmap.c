@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "hmap.h"
+#include "util.h"
 
 #define NKEYS 4096
 
@@ -199,12 +200,6 @@ static Suite *hmap_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(hmap_suite());
-	int failed;
-
 	make_keys();
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(hmap_suite());
 }

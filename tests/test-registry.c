@@ -20,85 +20,27 @@
 #include "config.h"
 #include "log.h"
 #include "registry.h"
-#include "util.h"
+#include "util.h" /* the tests' own: it includes the daemon's */
 
 static config cfg;
 static char tmpdir[256]; /* short: paths built from it must fit PATH_MAX */
 
-static const char *module_src_dir(const char *name)
-{
-	static char path[PATH_MAX];
-	const char *dirs[] = { getenv("LMMS_MODULE_DIR"), getenv("LMMS_TEST_MODULE_DIR") };
-
-	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-		if (!dirs[i])
-			continue;
-		snprintf(path, sizeof(path), "%s/%s.so", dirs[i], name);
-		if (access(path, R_OK) == 0)
-			return path;
-	}
-	ck_abort_msg("module %s.so not found (LMMS_MODULE_DIR / LMMS_TEST_MODULE_DIR)", name);
-	return NULL;
-}
-
-static void copy_file(const char *src, const char *dst, mode_t mode)
-{
-	char buf[65536];
-	ssize_t n;
-	int in, out;
-
-	in = open(src, O_RDONLY | O_CLOEXEC);
-	ck_assert_msg(in >= 0, "open %s: %s", src, strerror(errno));
-	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	ck_assert_msg(out >= 0, "create %s: %s", dst, strerror(errno));
-	while ((n = read(in, buf, sizeof(buf))) > 0)
-		ck_assert_int_eq(write(out, buf, (size_t)n), n);
-	ck_assert_int_eq(n, 0);
-	close(in);
-	close(out);
-	ck_assert_int_eq(chmod(dst, mode), 0);
-}
-
 /* Copy NAME.so into the test's module directory. */
 static void add_module(const char *name)
 {
-	char dst[PATH_MAX];
-
-	snprintf(dst, sizeof(dst), "%s/%s.so", tmpdir, name);
-	copy_file(module_src_dir(name), dst, 0755);
-}
-
-static void add_file(const char *file, const char *content)
-{
-	char dst[PATH_MAX];
-	FILE *f;
-
-	snprintf(dst, sizeof(dst), "%s/%s", tmpdir, file);
-	f = fopen(dst, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(content, f);
-	fclose(f);
+	tu_add_module(tmpdir, name);
 }
 
 static void setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(tmpdir, sizeof(tmpdir), "%s/lmms-test-registry-XXXXXX", base ? base : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-	ck_assert_int_eq(chmod(tmpdir, 0755), 0);
+	tu_tmpdir(tmpdir, sizeof(tmpdir), "registry");
 	config_init_defaults(&cfg);
 	log_init(3); /* errors only: expected failures would be noise */
 }
 
 static void teardown(void)
 {
-	char cmd[PATH_MAX + 16];
-
-	/* the path is ours, made by mkdtemp: no quoting surprises */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
+	tu_rmtree(tmpdir);
 }
 
 static module *find(registry *r, const char *name)
@@ -128,11 +70,11 @@ START_TEST(scan_lists_valid_modules_only)
 
 	add_module("echo");
 	add_module("hash");
-	add_file("README.txt", "not a module\n");
-	add_file("bad name.so", "x");
-	add_file("dot.ted.so", "x");
-	add_file("libfoo.so.1", "x");
-	add_file(".so", "x");
+	tu_write_file(tmpdir, "README.txt", "not a module\n");
+	tu_write_file(tmpdir, "bad name.so", "x");
+	tu_write_file(tmpdir, "dot.ted.so", "x");
+	tu_write_file(tmpdir, "libfoo.so.1", "x");
+	tu_write_file(tmpdir, ".so", "x");
 	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
 	/* nothing is listed at start: LIGS applied to the registry itself */
 	ck_assert_uint_eq(r.n_mods, 0);
@@ -327,7 +269,7 @@ START_TEST(nodelete_dependency_pins)
 	add_module("nodeletedep");
 	snprintf(src, sizeof(src), "%s/libpinlib.so", getenv("LMMS_TEST_MODULE_DIR"));
 	snprintf(dst, sizeof(dst), "%s/libpinlib.so", tmpdir);
-	copy_file(src, dst, 0755);
+	tu_copy_file(src, dst, 0755);
 	ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
 	m = find(&r, "nodeletedep");
 	ck_assert_int_eq(registry_load(&r, m), 0);
@@ -562,11 +504,5 @@ static Suite *registry_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(registry_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(registry_suite());
 }
