@@ -981,8 +981,6 @@ typedef struct parse_ctx {
 	int err_code;
 	char *err;
 	size_t errlen;
-	char *line; /* getline buffer */
-	size_t line_cap;
 } parse_ctx;
 
 static void ctx_fail(parse_ctx *ctx, int code)
@@ -1029,44 +1027,63 @@ static int ctx_check_header(parse_ctx *ctx, const char *l)
 }
 
 /*
- * fgets-like reader for inih. Leading blanks are dropped so an indented
- * line is never taken for a continuation of the previous value; a line
- * longer than inih's buffer is an error rather than two lines.
+ * fgets-like reader for inih, and the only code that sees the file's bytes:
+ * inih gets a sanitized line or nothing. It reads straight into inih's
+ * buffer and never writes more than fits, whatever the line holds.
+ *  - Leading blanks are dropped, so an indented line is never taken for a
+ *    continuation of the previous value.
+ *  - A line longer than inih's buffer is an error rather than two lines.
+ *  - A CR is accepted only as part of a CRLF line ending (and is dropped);
+ *    anywhere else it is an error, as is a NUL byte: neither can be meant.
+ * The line ending itself is not handed on: inih strips trailing blanks.
  */
 static char *ctx_read_line(char *str, int num, void *stream)
 {
 	parse_ctx *ctx = stream;
-	ssize_t n;
-	const char *l;
-	size_t len;
+	size_t n = 0, max;
+	int ch;
 
-	if (ctx->err_line)
+	if (ctx->err_line || num < 4)
 		return NULL; /* stop at the first error */
-	n = getline(&ctx->line, &ctx->line_cap, ctx->f);
-	if (n < 0)
+	/* the limit inih's own fgets path would have: text, "\r\n" and NUL */
+	max = (size_t)num - 3;
+	ch = getc(ctx->f);
+	if (ch == EOF)
 		return NULL;
 	ctx->lineno++;
-	if (memchr(ctx->line, '\0', (size_t)n)) {
-		err_set(ctx->err, ctx->errlen, "NUL byte in line");
-		ctx_fail(ctx, -EINVAL);
-		return NULL;
+	while (ch == ' ' || ch == '\t' || ch == '\f' || ch == '\v')
+		ch = getc(ctx->f);
+	for (; ch != EOF && ch != '\n'; ch = getc(ctx->f)) {
+		if (ch == '\r') {
+			ch = getc(ctx->f);
+			if (ch == '\n' || ch == EOF)
+				break;
+			err_set(ctx->err, ctx->errlen,
+				"carriage return inside the line (only CRLF line endings are accepted)");
+			ctx_fail(ctx, -EINVAL);
+			return NULL;
+		}
+		if (ch == '\0') {
+			err_set(ctx->err, ctx->errlen, "NUL byte in line");
+			ctx_fail(ctx, -EINVAL);
+			return NULL;
+		}
+		if (n == max) {
+			err_set(ctx->err, ctx->errlen, "line is too long (at most %zu characters)",
+				max);
+			ctx_fail(ctx, -ENAMETOOLONG);
+			return NULL;
+		}
+		str[n++] = (char)ch;
 	}
-	l = skip_space(ctx->line);
-	len = strlen(l);
-	/* inih needs room for "\r\n\0" after the text */
-	if (num < 4 || strcspn(l, "\r\n") > (size_t)num - 3) {
-		err_set(ctx->err, ctx->errlen, "line is too long (at most %d characters)", num - 3);
-		ctx_fail(ctx, -ENAMETOOLONG);
-		return NULL;
-	}
-	if (*l == '[') {
-		int r = ctx_check_header(ctx, l);
+	str[n] = '\0';
+	if (*str == '[') {
+		int r = ctx_check_header(ctx, str);
 		if (r < 0) {
 			ctx_fail(ctx, r);
 			return NULL;
 		}
 	}
-	memcpy(str, l, len + 1);
 	return str;
 }
 
@@ -1129,7 +1146,6 @@ static int config_parse_file(config *c, const char *path, bool must_exist, char 
 		r = -ENOMEM;
 	}
 out:
-	free(ctx.line);
 	fclose(ctx.f);
 	return r;
 }

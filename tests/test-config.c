@@ -50,8 +50,8 @@ static void teardown(void)
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Write text to tmpdir/name; returns the full path (static buffer per call site). */
-static const char *write_file(const char *name, const char *text)
+/* Write n bytes to tmpdir/name; returns the full path (one of 8 static buffers). */
+static const char *write_bytes(const char *name, const void *data, size_t n)
 {
 	static char paths[8][PATH_MAX];
 	static int next;
@@ -61,9 +61,14 @@ static const char *write_file(const char *name, const char *text)
 	snprintf(p, PATH_MAX, "%s/%s", tmpdir, name);
 	f = fopen(p, "w");
 	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_uint_eq(fwrite(data, 1, n, f), n);
 	ck_assert_int_eq(fclose(f), 0);
 	return p;
+}
+
+static const char *write_file(const char *name, const char *text)
+{
+	return write_bytes(name, text, strlen(text));
 }
 
 static void make_dir(const char *name)
@@ -426,6 +431,77 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/*
+ * Regression: a CR followed by ~200 more bytes made the line reader check
+ * the length only up to the CR and then copy the whole line into inih's
+ * 200-byte stack buffer, smashing libinih's stack (--check-config, start-up
+ * and SIGHUP reload all crashed). This is the file that crashed them.
+ */
+START_TEST(test_cr_overflow)
+{
+	char text[512];
+	int n = snprintf(text, sizeof(text), "[server]\nsocket = x\r");
+
+	memset(text + n, 'A', 250);
+	memcpy(text + n + 250, "\n", 2);
+	expect_error(text, -EINVAL, "bad.conf:2: carriage return inside the line");
+
+	/* the length is measured over the whole line, CR or no CR */
+	memset(text, 'x', sizeof(text));
+	memcpy(text, "[server]\n# ", 11);
+	memcpy(text + 300, "\r\n", 3);
+	expect_error(text, -ENAMETOOLONG, "bad.conf:2: line is too long");
+
+	/* a bare CR is refused even in a short line: inih would keep it in the value */
+	expect_error("[server]\nsocket = /a\rb\n", -EINVAL, "bad.conf:2: carriage return");
+	expect_error("[server]\r\n\r[ligs]\n", -EINVAL, "bad.conf:2: carriage return");
+}
+END_TEST
+
+/* CRLF files (edited elsewhere) still load, and the limits are exact. */
+START_TEST(test_line_endings_and_length)
+{
+	char text[1024];
+	const char *p;
+
+	p = write_file("crlf.conf", "[server]\r\nmax_depth = 3\r\n\r\n[lugs]\r\nmin_resident = 2\r");
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 3);
+	ck_assert_uint_eq(cfg.lugs.min_resident, 2);
+
+	/* 197 characters is inih's limit (its 200-byte buffer less "\r\n\0") */
+	memset(text, '#', sizeof(text));
+	memcpy(text, "[server]\n", 9);
+	memcpy(text + 9 + 197, "\r\nmax_depth = 4\n", 17);
+	p = write_file("edge.conf", text);
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 4);
+	memset(text, '#', sizeof(text));
+	memcpy(text, "[server]\n", 9);
+	memcpy(text + 9 + 198, "\n", 2);
+	expect_error(text, -ENAMETOOLONG, "bad.conf:2: line is too long (at most 197 characters)");
+
+	/* indentation is dropped before the limit applies */
+	memset(text, ' ', sizeof(text));
+	memcpy(text, "[server]\n", 9);
+	memcpy(text + 600, "max_depth = 5\n", 15);
+	p = write_file("indent.conf", text);
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 5);
+
+	/* a form feed is no continuation marker either */
+	p = write_file("ff.conf", "[server]\nmax_depth = 6\n\fmax_inflight = 7\n");
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 6);
+	ck_assert_uint_eq(cfg.server.max_inflight, 7);
+
+	static const char nul[] = "[server]\nmax_depth = 6\0 7\n";
+	p = write_bytes("nul.conf", nul, sizeof(nul) - 1);
+	ck_assert_int_eq(load(p, NULL, 0), -EINVAL);
+	ck_assert_msg(strstr(err, "nul.conf:2: NUL byte in line"), "%s", err);
+}
+END_TEST
+
 START_TEST(test_limits_edges)
 {
 	const char *p = write_file("lmmsd.conf", "[server]\n"
@@ -775,6 +851,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_missing_files);
 	tcase_add_test(tc, test_file_values);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_cr_overflow);
+	tcase_add_test(tc, test_line_endings_and_length);
 	tcase_add_test(tc, test_limits_edges);
 	tcase_add_test(tc, test_precedence);
 	tcase_add_test(tc, test_dropins_without_main);
