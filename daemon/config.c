@@ -1279,10 +1279,15 @@ static void print_one(void *ud, const char *section, const char *key, const char
 		snprintf(p->section, sizeof(p->section), "%s", section);
 		p->started = true;
 	}
-	if (value[0])
-		fprintf(p->f, "%s = %s\n", key, value);
-	else
+	/* inih ends a value at a ';' that follows a blank (an inline comment),
+	 * and "key = " is such a blank: a value starting with ';' must hug the
+	 * '=' to be read back. string_value_ok keeps " ;" out of the rest. */
+	if (!value[0])
 		fprintf(p->f, "%s =\n", key);
+	else if (value[0] == ';')
+		fprintf(p->f, "%s =%s\n", key, value);
+	else
+		fprintf(p->f, "%s = %s\n", key, value);
 }
 
 void config_print(const config *c, FILE *f)

@@ -760,6 +760,43 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/*
+ * Regression: "socket = ;x" is read back by inih as an empty value (a ';'
+ * after a blank opens an inline comment), so --check-config's output of a
+ * value starting with ';' did not load back to the same configuration.
+ */
+START_TEST(test_round_trip_semicolon)
+{
+	static const char *const values[] = { ";x", ";", ";;a;b", "a;b", "#x", "=x" };
+	config *back = calloc(1, sizeof(*back));
+
+	ck_assert_ptr_nonnull(back);
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		char set[64];
+		const char *ov[] = { set };
+		char *text;
+
+		snprintf(set, sizeof(set), "server.socket=%s", values[i]);
+		ck_assert_msg(load(write_file("empty.conf", ""), ov, 1) == 0, "%s", err);
+		ck_assert_str_eq(cfg.server.socket, values[i]);
+		text = print_to_string(&cfg);
+		ck_assert_msg(config_load(back, write_file("printed.conf", text), NULL, 0, err,
+					  sizeof(err)) == 0,
+			      "%s\n%s", err, text);
+		ck_assert_msg(strcmp(back->server.socket, values[i]) == 0,
+			      "socket \"%s\" came back as \"%s\" from:\n%s", values[i],
+			      back->server.socket, text);
+		ck_assert_int_eq(memcmp(back, &cfg, sizeof(cfg)), 0);
+		free(text);
+	}
+	/* and what a person writes the ordinary way is still a comment */
+	ck_assert_msg(load(write_file("c.conf", "[server]\nsocket = ;x\n"), NULL, 0) == 0, "%s",
+		      err);
+	ck_assert_str_eq(cfg.server.socket, "");
+	free(back);
+}
+END_TEST
+
 START_TEST(test_diff_restart_only)
 {
 	config *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
@@ -858,6 +895,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_dropins_without_main);
 	tcase_add_test(tc, test_set);
 	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_round_trip_semicolon);
 	tcase_add_test(tc, test_diff_restart_only);
 	tcase_add_test(tc, test_template);
 	suite_add_tcase(s, tc);
