@@ -105,7 +105,7 @@ static int inproc_init(inproc *ip, const char *module_dir)
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -errno;
 	ip->peer = sv[1];
-	ip->c = server_conn_open(&ip->d.srv, &ip->d, sv[0]);
+	ip->c = server_conn_open(&ip->d.srv, sv[0]);
 	return ip->c ? 0 : -ENOMEM;
 }
 
@@ -127,7 +127,7 @@ static int inproc_call_checked(inproc *ip, const req *r)
 	int ok;
 
 	c->out.len = 0;
-	dispatch_message(&ip->d, c, r->data, r->len);
+	dispatch_on_message(&ip->d.dp, c, r->data, r->len);
 	msgpack_unpacked_init(&u);
 	ok = msgpack_unpack_next(&u, c->out.data, c->out.len, &off) == MSGPACK_UNPACK_SUCCESS &&
 	     u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4 &&
@@ -147,7 +147,7 @@ static double inproc_measure(inproc *ip, const req *r, uint32_t calls)
 		uint64_t t0 = now_ns();
 
 		for (uint32_t i = 0; i < per; i++) {
-			dispatch_message(&ip->d, ip->c, r->data, r->len);
+			dispatch_on_message(&ip->d.dp, ip->c, r->data, r->len);
 			ip->c->out.len = 0;
 		}
 		double ns = (double)(now_ns() - t0) / per;
@@ -172,21 +172,21 @@ static void inproc_breakdown(inproc *ip, const req *r, uint32_t calls)
 	op_info *op = inproc_op(ip, "echo.ping");
 	msgpack_object obj;
 	uint64_t t0;
-	double unpack, callio, reply, record, lookup;
+	double unpack, callio, replyt, record, lookup;
 
 	t0 = now_ns();
 	for (uint32_t i = 0; i < calls; i++) {
 		size_t off = 0;
 
-		msgpack_unpack(params, plen, &off, &ip->c->zone, &obj);
-		msgpack_zone_clear(&ip->c->zone);
+		msgpack_unpack(params, plen, &off, &ip->d.dp.zone, &obj);
+		msgpack_zone_clear(&ip->d.dp.zone);
 	}
 	unpack = (double)(now_ns() - t0) / calls;
 
 	{
 		size_t off = 0;
 
-		msgpack_unpack(params, plen, &off, &ip->c->zone, &obj);
+		msgpack_unpack(params, plen, &off, &ip->d.dp.zone, &obj);
 	}
 	t0 = now_ns();
 	for (uint32_t i = 0; i < calls; i++) {
@@ -199,14 +199,14 @@ static void inproc_breakdown(inproc *ip, const req *r, uint32_t calls)
 		call_fini(&call);
 	}
 	callio = (double)(now_ns() - t0) / calls;
-	msgpack_zone_clear(&ip->c->zone);
+	msgpack_zone_clear(&ip->d.dp.zone);
 
 	t0 = now_ns();
 	for (uint32_t i = 0; i < calls; i++) {
 		conn_reply_raw(ip->c, 7, "\x91\xa1x", 3);
 		ip->c->out.len = 0;
 	}
-	reply = (double)(now_ns() - t0) / calls;
+	replyt = (double)(now_ns() - t0) / calls;
 
 	t0 = now_ns();
 	for (uint32_t i = 0; i < calls; i++)
@@ -221,7 +221,7 @@ static void inproc_breakdown(inproc *ip, const req *r, uint32_t calls)
 	printf("\nparts of one echo.ping call, each alone (ns):\n");
 	printf("  %-44s %8.1f\n", "params unpack into the conn zone + clear", unpack);
 	printf("  %-44s %8.1f\n", "call_init + op + call_finish + call_fini", callio);
-	printf("  %-44s %8.1f\n", "reply header + result copy (conn_reply_raw)", reply);
+	printf("  %-44s %8.1f\n", "reply header + result copy (conn_reply_raw)", replyt);
 	printf("  %-44s %8.1f\n", "heat_record (histogram, count, level)", record);
 	printf("  %-44s %8.1f\n", "heat_lookup (hash + LRU touch)", lookup);
 }

@@ -1,152 +1,34 @@
 /*
- * builtin.c - the built-in "lmms" interface (DESIGN.md §2): ping, stats,
- * modules, ops, config, and the admin methods load, unload, invalidate and
- * reload. Part of the daemon; never unloaded, never cached.
+ * builtin.c - the built-in "lmms" interface (DESIGN.md §2) as a method
+ * table: ping, stats, modules, ops, config, and the admin methods load,
+ * unload, invalidate and reload. Part of the daemon; never unloaded, never
+ * cached.
  */
+#include "builtin.h"
+
 #include <errno.h>
-#include <grp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "daemon.h"
 #include "log.h"
+#include "stats.h"
 #include "util.h"
 
-static void pack_kstr(msgpack_packer *pk, const char *k)
+#define NAME_SHOWN_MAX 64
+
+static proto_err fail(char *err, size_t n, proto_err code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static proto_err fail(char *err, size_t n, proto_err code, const char *fmt, ...)
 {
-	proto_pack_cstr(pk, k);
-}
+	va_list ap;
 
-static void pack_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
-	pack_kstr(pk, k);
-	msgpack_pack_uint64(pk, v);
-}
-
-static void pack_kv_i64(msgpack_packer *pk, const char *k, int64_t v)
-{
-	pack_kstr(pk, k);
-	msgpack_pack_int64(pk, v);
-}
-
-static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
-{
-	pack_kstr(pk, k);
-	proto_pack_cstr(pk, v);
-}
-
-static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
-{
-	pack_kstr(pk, k);
-	if (v)
-		msgpack_pack_true(pk);
-	else
-		msgpack_pack_false(pk);
-}
-
-bool access_is_admin(const lmmsd *d, const conn *c)
-{
-	if (c->uid == 0 || c->uid == d->uid)
-		return true;
-	for (uint32_t i = 0; i < d->cfg.access.n_admin_uids; i++)
-		if (d->cfg.access.admin_uids[i] == c->uid)
-			return true;
-	if (d->have_admin_gid) {
-		if (c->gid == d->admin_gid)
-			return true;
-		for (uint32_t i = 0; i < c->n_groups; i++)
-			if (c->groups[i] == d->admin_gid)
-				return true;
-	}
-	return false;
-}
-
-static int64_t memory_reclaimed(const lmmsd *d)
-{
-	return d->reg.reclaimed_bytes + d->st.trim_reclaimed_bytes;
-}
-
-static void pack_stats(lmmsd *d, msgpack_packer *pk)
-{
-	uint64_t now = now_ms();
-	int64_t rss = rss_bytes();
-
-	msgpack_pack_map(pk, 21);
-	pack_kv_u64(pk, "uptime_seconds", (now - d->start_ms) / 1000);
-	pack_kv_u64(pk, "requests_total", d->st.requests_total);
-	pack_kv_u64(pk, "errors_total", d->st.errors_total);
-	pack_kv_u64(pk, "connections", d->srv.n_conns);
-	pack_kv_i64(pk, "rss_bytes", rss < 0 ? 0 : rss);
-	pack_kv_u64(pk, "modules_known", d->reg.n_mods);
-	pack_kv_u64(pk, "modules_resident", d->reg.n_resident);
-	pack_kv_u64(pk, "ligs_loads", d->reg.loads);
-	pack_kv_u64(pk, "lugs_unloads", d->reg.unloads);
-	pack_kv_u64(pk, "lugs_unload_blocked", d->st.lugs_unload_blocked);
-	pack_kv_u64(pk, "zafp_hits", d->heat.hits);
-	pack_kv_u64(pk, "hot_paths", d->heat.n_paths);
-	pack_kv_u64(pk, "cache_hits", d->cache.hits);
-	pack_kv_u64(pk, "cache_misses", d->cache.misses);
-	pack_kv_u64(pk, "cache_entries", d->cache.entries);
-	pack_kv_u64(pk, "cache_bytes", d->cache.bytes);
-	pack_kv_i64(pk, "memory_reclaimed_bytes", memory_reclaimed(d));
-	pack_kv_u64(pk, "notifications_total", d->st.notifications_total);
-	pack_kv_u64(pk, "connections_total", d->st.connections_total);
-	pack_kv_u64(pk, "cache_evictions", d->cache.evictions);
-	pack_kv_u64(pk, "zafp_evictions", d->heat.evictions);
-}
-
-static void pack_module(lmmsd *d, msgpack_packer *pk, const module *m)
-{
-	uint64_t now = now_ms();
-
-	msgpack_pack_map(pk, 19);
-	pack_kv_str(pk, "name", m->name);
-	pack_kv_str(pk, "state", module_state_name(m->state));
-	pack_kv_str(pk, "policy", policy_name(config_module_policy(&d->cfg, m->name)));
-	pack_kv_bool(pk, "protected", lugs_protected(d, m));
-	pack_kv_u64(pk, "refs", m->refs);
-	pack_kv_u64(pk, "loads", m->loads);
-	pack_kv_u64(pk, "unloads", m->unloads);
-	pack_kv_u64(pk, "idle_ms", m->last_used_ms ? now - m->last_used_ms : 0);
-	pack_kv_u64(pk, "cache_deps", m->cache_deps);
-	pack_kv_i64(pk, "resident_bytes", module_resident(m) ? m->resident_bytes : 0);
-	pack_kv_i64(pk, "reclaimed_bytes", m->reclaimed_bytes);
-	pack_kv_u64(pk, "ops", m->n_ops);
-	pack_kv_u64(pk, "hot_ops", m->hot_ops);
-	pack_kv_str(pk, "version", m->desc.version && m->handle ? m->desc.version : "");
-	pack_kv_u64(pk, "load_failures", m->load_failures);
-	pack_kv_str(pk, "error", m->error);
-	pack_kv_str(pk, "pinned_by", m->pinned_by);
-	pack_kstr(pk, "blocked");
-	msgpack_pack_map(pk, LUGS_CHECK_MAX);
-	for (int i = 0; i < LUGS_CHECK_MAX; i++)
-		pack_kv_u64(pk, lugs_check_name(i), m->blocked[i]);
-	pack_kv_u64(pk, "retry_in_ms",
-		    m->state == MOD_FAILED && m->retry_at_ms > now ? m->retry_at_ms - now : 0);
-}
-
-static void pack_op(lmmsd *d, msgpack_packer *pk, const op_info *op)
-{
-	const op_heat *h = &op->heat;
-
-	msgpack_pack_map(pk, 14);
-	pack_kv_str(pk, "method", op->method);
-	pack_kv_u64(pk, "calls", h->calls);
-	pack_kv_str(pk, "heat", heat_level_name(h->level));
-	pack_kv_bool(pk, "fast_path", h->fp != NULL);
-	pack_kv_u64(pk, "avg_us", h->calls ? h->total_ns / h->calls / 1000 : 0);
-	pack_kv_u64(pk, "p50_us", heat_percentile_us(h, 50));
-	pack_kv_u64(pk, "p99_us", heat_percentile_us(h, 99));
-	pack_kv_u64(pk, "cache_ttl_ms",
-		    (op->flags & LMMS_OP_PURE)
-			    ? (op->cache_ttl_ms ? op->cache_ttl_ms : d->cfg.cache.default_ttl_ms)
-			    : 0);
-	pack_kv_bool(pk, "blocking", op->flags & LMMS_OP_BLOCKING);
-	pack_kv_u64(pk, "blocking_above", op->blocking_above);
-	pack_kv_u64(pk, "pool_calls", h->pool_calls);
-	pack_kv_bool(pk, "pure", op->flags & LMMS_OP_PURE);
-	pack_kv_u64(pk, "heat_count", h->count);
-	pack_kv_u64(pk, "last_call_ms_ago", h->last_call_ms ? now_ms() - h->last_call_ms : 0);
+	va_start(ap, fmt);
+	vsnprintf(err, n, fmt, ap);
+	va_end(ap);
+	return code;
 }
 
 static bool arg_str(const msgpack_object *params, uint32_t i, const char **s, size_t *n)
@@ -163,197 +45,332 @@ static bool arg_str(const msgpack_object *params, uint32_t i, const char **s, si
 	return true;
 }
 
+static int shown(size_t len)
+{
+	return (int)(len > NAME_SHOWN_MAX ? NAME_SHOWN_MAX : len);
+}
+
+/* ---- the maps ---- */
+
+static void pack_stats(lmmsd *d, reply *out)
+{
+	stats_snapshot s;
+
+	stats_collect(d, &s);
+	reply_map_begin(out);
+	for (int i = 0; i < STAT_MAX; i++) {
+		if (stat_defs[i].is_signed)
+			reply_kv_i64(out, stat_defs[i].name, s.v[i]);
+		else
+			reply_kv_u64(out, stat_defs[i].name, (uint64_t)s.v[i]);
+	}
+	reply_map_end(out);
+}
+
+static void pack_module(lmmsd *d, reply *out, const module *m)
+{
+	uint64_t now = uv_now(d->loop);
+
+	reply_map_begin(out);
+	reply_kv_str(out, "name", m->name);
+	reply_kv_str(out, "state", module_state_name(m->state));
+	reply_kv_str(out, "policy", policy_name(m->policy));
+	reply_kv_bool(out, "protected", lugs_protected(&d->lugs, m));
+	reply_kv_u64(out, "refs", m->refs);
+	reply_kv_u64(out, "loads", m->loads);
+	reply_kv_u64(out, "unloads", m->unloads);
+	reply_kv_u64(out, "idle_ms", m->last_used_ms ? now - m->last_used_ms : 0);
+	reply_kv_u64(out, "cache_deps", m->cache_deps);
+	reply_kv_i64(out, "resident_bytes", module_resident(m) ? m->resident_bytes : 0);
+	reply_kv_i64(out, "reclaimed_bytes", m->reclaimed_bytes);
+	reply_kv_u64(out, "ops", m->n_ops);
+	reply_kv_u64(out, "hot_ops", m->hot_ops);
+	reply_kv_str(out, "version", m->desc.version && m->handle ? m->desc.version : "");
+	reply_kv_u64(out, "load_failures", m->load_failures);
+	reply_kv_str(out, "error", m->error);
+	reply_kv_str(out, "pinned_by", m->pinned_by);
+	reply_str(out, "blocked");
+	reply_map_begin(out);
+	for (int i = 0; i < LUGS_CHECK_MAX; i++)
+		reply_kv_u64(out, lugs_check_name(i), m->blocked[i]);
+	reply_map_end(out);
+	reply_kv_u64(out, "retry_in_ms",
+		     m->state == MOD_FAILED && m->retry_at_ms > now ? m->retry_at_ms - now : 0);
+	reply_map_end(out);
+}
+
+static void pack_op(lmmsd *d, reply *out, const op_info *op)
+{
+	const op_heat *h = &op->heat;
+
+	reply_map_begin(out);
+	reply_kv_str(out, "method", op->method);
+	reply_kv_u64(out, "calls", h->calls);
+	reply_kv_str(out, "heat", heat_level_name(h->level));
+	reply_kv_bool(out, "fast_path", h->fp != NULL);
+	reply_kv_u64(out, "avg_us", h->calls ? h->total_ns / h->calls / 1000 : 0);
+	reply_kv_u64(out, "p50_us", heat_percentile_us(h, 50));
+	reply_kv_u64(out, "p99_us", heat_percentile_us(h, 99));
+	reply_kv_u64(out, "cache_ttl_ms",
+		     (op->flags & LMMS_OP_PURE)
+			     ? (op->cache_ttl_ms ? op->cache_ttl_ms : d->cfg.cache.default_ttl_ms)
+			     : 0);
+	reply_kv_bool(out, "blocking", op->flags & LMMS_OP_BLOCKING);
+	reply_kv_u64(out, "blocking_above", op->blocking_above);
+	reply_kv_u64(out, "pool_calls", h->pool_calls);
+	reply_kv_bool(out, "pure", op->flags & LMMS_OP_PURE);
+	reply_kv_u64(out, "heat_count", h->count);
+	reply_kv_u64(out, "last_call_ms_ago",
+		     h->last_call_ms ? uv_now(d->loop) - h->last_call_ms : 0);
+	reply_map_end(out);
+}
+
 static void config_pack_one(void *ud, const char *section, const char *key, const char *value)
 {
-	msgpack_packer *pk = ud;
 	char k[256];
 
 	snprintf(k, sizeof(k), "%s.%s", section, key);
-	pack_kv_str(pk, k, value);
+	reply_kv_str(ud, k, value);
 }
 
-static void config_count_one(void *ud, const char *section, const char *key, const char *value)
+/* ---- the methods ---- */
+
+static proto_err m_ping(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			size_t n)
 {
-	(void)section, (void)key, (void)value;
-	(*(size_t *)ud)++;
+	reply_str(out, "pong");
+	return PROTO_OK;
 }
 
-void builtin_call(lmmsd *d, conn *c, uint32_t msgid, bool notify, const char *op, size_t op_len,
-		  const msgpack_object *params)
+static proto_err m_stats(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			 size_t n)
 {
-	msgpack_packer pkb, *pk;
+	pack_stats(d, out);
+	return PROTO_OK;
+}
+
+static proto_err m_modules(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			   size_t n)
+{
+	reply_array_begin(out);
+	for (uint32_t i = 0; i < d->reg.n_mods; i++)
+		pack_module(d, out, d->reg.mods[i]);
+	reply_array_end(out);
+	return PROTO_OK;
+}
+
+static proto_err m_ops(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+		       size_t n)
+{
+	reply_array_begin(out);
+	for (uint32_t i = 0; i < d->reg.n_mods; i++)
+		for (uint32_t j = 0; j < d->reg.mods[i]->n_ops; j++)
+			if (!d->reg.mods[i]->ops[j]->gone)
+				pack_op(d, out, d->reg.mods[i]->ops[j]);
+	reply_array_end(out);
+	return PROTO_OK;
+}
+
+static proto_err m_config(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			  size_t n)
+{
+	reply_map_begin(out);
+	config_visit(&d->cfg, config_pack_one, out);
+	reply_map_end(out);
+	return PROTO_OK;
+}
+
+static proto_err find_module(lmmsd *d, const msgpack_object *p, module **m, const char *usage,
+			     char *err, size_t n)
+{
 	const char *name;
-	size_t name_len;
+	size_t len;
+
+	if (!arg_str(p, 0, &name, &len))
+		return fail(err, n, PROTO_E_BAD_PARAMS, "%s", usage);
+	*m = registry_find(&d->reg, name, len);
+	if (!*m)
+		return fail(err, n, PROTO_E_NO_SUCH_MODULE, "no module \"%.*s\"", shown(len), name);
+	return PROTO_OK;
+}
+
+static proto_err m_load(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			size_t n)
+{
+	proto_err e;
 	module *m;
+	int r;
 
-#define IS(s) (op_len == sizeof(s) - 1 && memcmp(op, s, op_len) == 0)
-#define ERR(code, ...)                                                   \
-	do {                                                             \
-		if (notify)                                              \
-			d->st.errors_total++;                            \
-		else                                                     \
-			conn_reply_error(c, msgid, code, __VA_ARGS__);   \
-		return;                                                  \
-	} while (0)
-#define ADMIN()                                                                              \
-	do {                                                                                 \
-		if (!access_is_admin(d, c))                                                  \
-			ERR(PROTO_E_DENIED, "lmms.%.*s is for administrators (uid %u is not one)", \
-			    (int)op_len, op, (unsigned)c->uid);                              \
-	} while (0)
+	e = find_module(d, p, &m, "lmms.load takes [name]", err, n);
+	if (e != PROTO_OK)
+		return e;
+	r = registry_load(&d->reg, m);
+	if (r == -EBUSY)
+		return fail(err, n, PROTO_E_BUSY, "module %s is being unloaded", m->name);
+	if (r < 0)
+		return fail(err, n, PROTO_E_LOAD_FAILED, "%s: %s", m->name, m->error);
+	module_touch(m, uv_now(d->loop));
+	pack_module(d, out, m);
+	return PROTO_OK;
+}
 
-	if (IS("ping")) {
-		if (notify)
-			return;
-		pk = conn_reply_begin(c, msgid, &pkb);
-		proto_pack_cstr(pk, "pong");
-		return;
+static const char *unload_refusal(lugs_check which)
+{
+	switch (which) {
+	case LUGS_REFS:
+		return "operations in flight";
+	case LUGS_PROTECTED:
+		return "protected (policy core or hot ops)";
+	case LUGS_CACHED:
+		return "live cache entries depend on it";
+	case LUGS_GRACE:
+		return "used within the grace period";
+	default:
+		return "at the minimum of resident modules";
 	}
-	if (IS("stats")) {
-		if (notify)
-			return;
-		pack_stats(d, conn_reply_begin(c, msgid, &pkb));
-		return;
-	}
-	if (IS("modules")) {
-		if (notify)
-			return;
-		pk = conn_reply_begin(c, msgid, &pkb);
-		msgpack_pack_array(pk, d->reg.n_mods);
-		for (uint32_t i = 0; i < d->reg.n_mods; i++)
-			pack_module(d, pk, d->reg.mods[i]);
-		return;
-	}
-	if (IS("ops")) {
-		uint32_t n = 0;
+}
 
-		if (notify)
-			return;
-		for (uint32_t i = 0; i < d->reg.n_mods; i++)
-			for (uint32_t j = 0; j < d->reg.mods[i]->n_ops; j++)
-				n += !d->reg.mods[i]->ops[j]->gone;
-		pk = conn_reply_begin(c, msgid, &pkb);
-		msgpack_pack_array(pk, n);
-		for (uint32_t i = 0; i < d->reg.n_mods; i++)
-			for (uint32_t j = 0; j < d->reg.mods[i]->n_ops; j++)
-				if (!d->reg.mods[i]->ops[j]->gone)
-					pack_op(d, pk, d->reg.mods[i]->ops[j]);
-		return;
-	}
-	if (IS("config")) {
-		size_t n = 0;
+static proto_err m_unload(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			  size_t n)
+{
+	lugs_check which = LUGS_REFS;
+	const char *reason = NULL;
+	bool force = false;
+	proto_err e;
+	module *m;
+	int r;
 
-		if (notify)
-			return;
-		config_visit(&d->cfg, config_count_one, &n);
-		pk = conn_reply_begin(c, msgid, &pkb);
-		msgpack_pack_map(pk, n);
-		config_visit(&d->cfg, config_pack_one, pk);
-		return;
-	}
-	if (IS("load")) {
-		int r;
+	if (p->via.array.size == 2) {
+		const msgpack_object *f = &p->via.array.ptr[1];
 
-		ADMIN();
-		if (!arg_str(params, 0, &name, &name_len))
-			ERR(PROTO_E_BAD_PARAMS, "lmms.load takes [name]");
-		m = registry_find(&d->reg, name, name_len);
-		if (!m)
-			ERR(PROTO_E_NO_SUCH_MODULE, "no module \"%.*s\"",
-			    (int)(name_len > 64 ? 64 : name_len), name);
-		r = registry_load(&d->reg, m);
-		if (r == -EBUSY)
-			ERR(PROTO_E_BUSY, "module %s is being unloaded", m->name);
-		if (r < 0)
-			ERR(PROTO_E_LOAD_FAILED, "%s: %s", m->name, m->error);
-		m->last_used_ms = now_ms();
-		if (notify)
-			return;
-		pack_module(d, conn_reply_begin(c, msgid, &pkb), m);
-		return;
+		if (p->via.array.ptr[0].type != MSGPACK_OBJECT_STR)
+			return fail(err, n, PROTO_E_BAD_PARAMS, "lmms.unload takes [name] or [name, true]");
+		if (f->type != MSGPACK_OBJECT_BOOLEAN)
+			return fail(err, n, PROTO_E_BAD_PARAMS, "lmms.unload: second param must be a bool");
+		force = f->via.boolean;
 	}
-	if (IS("unload")) {
-		const msgpack_object *f;
-		bool force = false;
-		lugs_check which = LUGS_REFS;
-		const char *reason = NULL;
-		int r;
-
-		ADMIN();
-		if (!arg_str(params, 0, &name, &name_len) || params->via.array.size > 2)
-			ERR(PROTO_E_BAD_PARAMS, "lmms.unload takes [name] or [name, true]");
-		if (params->via.array.size == 2) {
-			f = &params->via.array.ptr[1];
-			if (f->type != MSGPACK_OBJECT_BOOLEAN)
-				ERR(PROTO_E_BAD_PARAMS, "lmms.unload: second param must be a bool");
-			force = f->via.boolean;
-		}
-		m = registry_find(&d->reg, name, name_len);
-		if (!m)
-			ERR(PROTO_E_NO_SUCH_MODULE, "no module \"%.*s\"",
-			    (int)(name_len > 64 ? 64 : name_len), name);
-		if (d->eager)
-			ERR(PROTO_E_BUSY, "eager mode: modules are never unloaded");
-		r = lugs_try_unload(d, m, force, &which, &reason);
-		if (r == -EBUSY && m->state == MOD_PINNED)
-			ERR(PROTO_E_BUSY, "%s: pinned by %s, it stays mapped whatever dlclose does",
+	e = find_module(d, p, &m, "lmms.unload takes [name] or [name, true]", err, n);
+	if (e != PROTO_OK)
+		return e;
+	if (d->eager)
+		return fail(err, n, PROTO_E_BUSY, "eager mode: modules are never unloaded");
+	r = lugs_try_unload(&d->lugs, m, force, &which, &reason);
+	if (r == -EBUSY && m->state == MOD_PINNED)
+		return fail(err, n, PROTO_E_BUSY, "%s: pinned by %s, it stays mapped whatever dlclose does",
 			    lugs_check_name(which), m->pinned_by[0] ? m->pinned_by : "glibc");
-		if (r == -EBUSY)
-			ERR(PROTO_E_BUSY, "%s: %s", lugs_check_name(which),
-			    reason ? reason
-			    : which == LUGS_REFS	 ? "operations in flight"
-			    : which == LUGS_PROTECTED ? "protected (policy core or hot ops)"
-			    : which == LUGS_CACHED	 ? "live cache entries depend on it"
-			    : which == LUGS_GRACE	 ? "used within the grace period"
-						 : "at the minimum of resident modules");
-		if (notify)
-			return;
-		pk = conn_reply_begin(c, msgid, &pkb);
-		msgpack_pack_true(pk);
+	if (r == -EBUSY)
+		return fail(err, n, PROTO_E_BUSY, "%s: %s", lugs_check_name(which),
+			    reason ? reason : unload_refusal(which));
+	reply_bool(out, true);
+	return PROTO_OK;
+}
+
+static proto_err m_invalidate(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			      size_t n)
+{
+	const char *name;
+	size_t len;
+	uint32_t dropped;
+
+	if (p->via.array.size == 0) {
+		dropped = cache_invalidate(&d->cache, NULL, NULL);
+	} else if (!arg_str(p, 0, &name, &len)) {
+		return fail(err, n, PROTO_E_BAD_PARAMS, "lmms.invalidate: argument must be a string");
+	} else if (len && memchr(name, '.', len)) {
+		op_info *op = registry_find_op(&d->reg, name, len);
+
+		dropped = op ? cache_invalidate(&d->cache, NULL, op) : 0;
+	} else {
+		module *m = registry_find(&d->reg, name, len);
+
+		if (!m)
+			return fail(err, n, PROTO_E_NO_SUCH_MODULE, "no module \"%.*s\"", shown(len),
+				    name);
+		dropped = cache_invalidate(&d->cache, m, NULL);
+	}
+	reply_u64(out, dropped);
+	return PROTO_OK;
+}
+
+static proto_err m_reload(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			  size_t n)
+{
+	char msg[512];
+
+	if (lmmsd_reload(d, msg, sizeof(msg)) < 0)
+		return fail(err, n, PROTO_E_BAD_PARAMS, "reload refused, old configuration kept: %s",
+			    msg);
+	reply_bool(out, true);
+	return PROTO_OK;
+}
+
+/* One row per method. usage is the bad_params answer to a wrong arity. */
+static const builtin_method methods[] = {
+	{ "ping", m_ping, 0, UINT32_MAX, false, NULL },
+	{ "stats", m_stats, 0, UINT32_MAX, false, NULL },
+	{ "modules", m_modules, 0, UINT32_MAX, false, NULL },
+	{ "ops", m_ops, 0, UINT32_MAX, false, NULL },
+	{ "config", m_config, 0, UINT32_MAX, false, NULL },
+	{ "load", m_load, 1, UINT32_MAX, true, "lmms.load takes [name]" },
+	{ "unload", m_unload, 1, 2, true, "lmms.unload takes [name] or [name, true]" },
+	{ "invalidate", m_invalidate, 0, 1, true, "lmms.invalidate takes [], [module] or [method]" },
+	{ "reload", m_reload, 0, UINT32_MAX, true, NULL },
+};
+
+const builtin_method *builtin_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(methods); i++)
+		if (strlen(methods[i].name) == len && memcmp(methods[i].name, name, len) == 0)
+			return &methods[i];
+	return NULL;
+}
+
+void builtin_init(builtin *b, lmmsd *d)
+{
+	b->d = d;
+}
+
+void builtin_call(builtin *b, conn *c, const proto_request *r, const msgpack_object *params)
+{
+	const char *name = r->method + 5;
+	size_t len = r->method_len - 5;
+	const builtin_method *bm = builtin_find(name, len);
+	lmmsd *d = b->d;
+	char err[512];
+	proto_err e;
+	reply out;
+	uint32_t argc = params->via.array.size;
+
+	if (!bm) {
+		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, PROTO_E_NO_SUCH_METHOD,
+				     "the lmms interface has no \"%.*s\"", shown(len), name);
 		return;
 	}
-	if (IS("invalidate")) {
-		uint32_t n;
-
-		ADMIN();
-		if (params->via.array.size > 1)
-			ERR(PROTO_E_BAD_PARAMS, "lmms.invalidate takes [], [module] or [method]");
-		if (params->via.array.size == 0) {
-			n = cache_invalidate(&d->cache, NULL, NULL);
-		} else {
-			if (!arg_str(params, 0, &name, &name_len))
-				ERR(PROTO_E_BAD_PARAMS, "lmms.invalidate: argument must be a string");
-			if (memchr(name, '.', name_len)) {
-				op_info *opi = registry_find_op(&d->reg, name, name_len);
-
-				n = opi ? cache_invalidate(&d->cache, NULL, opi) : 0;
-			} else {
-				m = registry_find(&d->reg, name, name_len);
-				if (!m)
-					ERR(PROTO_E_NO_SUCH_MODULE, "no module \"%.*s\"",
-					    (int)(name_len > 64 ? 64 : name_len), name);
-				n = cache_invalidate(&d->cache, m, NULL);
-			}
-		}
-		if (notify)
-			return;
-		msgpack_pack_uint32(conn_reply_begin(c, msgid, &pkb), n);
+	if (bm->admin && !access_is_admin(&d->acc, c)) {
+		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, PROTO_E_DENIED,
+				     "lmms.%s is for administrators (uid %u is not one)", bm->name,
+				     (unsigned)c->uid);
 		return;
 	}
-	if (IS("reload")) {
-		char msg[512];
-
-		ADMIN();
-		if (lmmsd_reload(d, msg, sizeof(msg)) < 0)
-			ERR(PROTO_E_BAD_PARAMS, "reload refused, old configuration kept: %s", msg);
-		if (notify)
-			return;
-		msgpack_pack_true(conn_reply_begin(c, msgid, &pkb));
+	/* A read-only method asked by notification has nothing to do. */
+	if (r->notify && !bm->admin)
+		return;
+	if (argc < bm->min_params || argc > bm->max_params) {
+		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, PROTO_E_BAD_PARAMS, "%s",
+				     bm->usage ? bm->usage : "wrong number of params");
 		return;
 	}
-	ERR(PROTO_E_NO_SUCH_METHOD, "the lmms interface has no \"%.*s\"",
-	    (int)(op_len > 64 ? 64 : op_len), op);
-#undef IS
-#undef ERR
-#undef ADMIN
+	reply_init(&out);
+	e = bm->fn(d, c, params, &out, err, sizeof(err));
+	if (e == PROTO_OK && reply_finish(&out) < 0) {
+		log_err("lmms.%s: reply could not be built: %s", bm->name,
+			strerror(-reply_finish(&out)));
+		e = fail(err, sizeof(err), PROTO_E_INTERNAL, "lmms.%s: %s", bm->name,
+			 out.err == -ENOMEM ? "out of memory building the reply" : "reply malformed");
+	}
+	if (e != PROTO_OK)
+		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, e, "%s", err);
+	else if (!r->notify)
+		conn_reply_raw(c, r->msgid, out.buf.data, out.buf.len);
+	reply_fini(&out);
 }

@@ -209,7 +209,7 @@ int cache_put(cache *c, op_info *op, const char *params, size_t plen, const char
 	c->bytes += entry_bytes(e);
 	op->mod->cache_deps++;
 	/* a cache store is a path into the module's life: it stamps last use */
-	op->mod->last_used_ms = now_ms;
+	module_touch(op->mod, now_ms);
 	return 0;
 }
 

@@ -17,6 +17,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "log.h"
+
 /* Used when the caller passes max_result_bytes == 0: same as the default
  * message limit, since a bigger result could not be sent anyway. */
 #define CALL_DEFAULT_MAX_RESULT (1u << 20)
@@ -32,12 +34,12 @@
 
 /* ---- logging ---------------------------------------------------------- */
 
-/* The one place module log lines leave the call layer; the daemon's log
- * module can take this over without touching anything else. */
+/* Module lines go through the daemon's log: timestamp or journald priority,
+ * the level the module gave, and the log_level filter, like every other line. */
 static void call_log_write(int level, const char *module, const char *msg)
 {
-	(void)level;
-	fprintf(stderr, "lmmsd[module %s]: %s\n", module ? module : "?", msg);
+	log_msg(level < LMMS_LOG_ERR ? LMMS_LOG_ERR : level > LMMS_LOG_DEBUG ? LMMS_LOG_DEBUG : level,
+		"module %s: %s", module ? module : "?", msg);
 }
 
 /* ---- params ------------------------------------------------------------ */
@@ -497,6 +499,23 @@ static uint64_t host_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Settings are read on any thread; `read` only ever goes false -> true, and
+ * the loop thread looks at it after init returned on that same thread. */
+static const char *host_setting(lmms_call *c, const char *key)
+{
+	if (!c || !c->settings || !key)
+		return NULL;
+	for (uint32_t i = 0; i < c->settings->n; i++) {
+		call_setting *s = &c->settings->v[i];
+
+		if (strcmp(s->key, key) == 0) {
+			__atomic_store_n(&s->read, true, __ATOMIC_RELAXED);
+			return s->value;
+		}
+	}
+	return NULL;
+}
+
 const lmms_host call_host = {
 	.abi_version = LMMS_MODULE_ABI_VERSION,
 	.size = sizeof(lmms_host),
@@ -521,7 +540,42 @@ const lmms_host call_host = {
 	.fail = host_fail,
 	.log = host_log,
 	.now_ms = host_now_ms,
+	.setting = host_setting,
 };
+
+int call_settings_add(call_settings *s, const char *key, const char *value)
+{
+	call_setting *v;
+
+	if (s->n == UINT32_MAX)
+		return -E2BIG;
+	v = realloc(s->v, (s->n + 1) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	s->v = v;
+	v += s->n;
+	v->key = strdup(key);
+	v->value = strdup(value);
+	v->read = false;
+	if (!v->key || !v->value) {
+		free(v->key);
+		free(v->value);
+		return -ENOMEM;
+	}
+	s->n++;
+	return 0;
+}
+
+void call_settings_free(call_settings *s)
+{
+	for (uint32_t i = 0; i < s->n; i++) {
+		free(s->v[i].key);
+		free(s->v[i].value);
+	}
+	free(s->v);
+	s->v = NULL;
+	s->n = 0;
+}
 
 /* ---- daemon side -------------------------------------------------------- */
 

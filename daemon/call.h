@@ -19,6 +19,21 @@
 #define CALL_MAX_RESULT_DEPTH 32
 #define CALL_FAIL_MSG_MAX 256
 
+/* A module's own settings as ops see them (lmms_host.setting). Owned copies,
+ * so a reload of the configuration never pulls a string from under an op. */
+typedef struct call_setting {
+	char *key, *value;
+	bool read; /* the module asked for it (unread keys are warned about) */
+} call_setting;
+
+typedef struct call_settings {
+	call_setting *v;
+	uint32_t n;
+} call_settings;
+
+int call_settings_add(call_settings *s, const char *key, const char *value);
+void call_settings_free(call_settings *s);
+
 struct lmms_call {
 	/* params */
 	const msgpack_object *args; /* array elements */
@@ -42,6 +57,7 @@ struct lmms_call {
 	msgpack_sbuffer scratch;
 
 	const char *module_name; /* for log prefixes */
+	call_settings *settings; /* the module's own settings, or NULL */
 };
 
 extern const lmms_host call_host;

@@ -834,6 +834,70 @@ static int module_get(config *c, const char *name, config_module **out, char *er
 	return 0;
 }
 
+static bool setting_key_valid(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n == 0 || n >= CONFIG_SETTING_KEY_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((k[i] >= 'a' && k[i] <= 'z') || (k[i] >= '0' && k[i] <= '9') || k[i] == '_'))
+			return false;
+	return true;
+}
+
+/* Keys the daemon does not use are the module's own (DESIGN.md §3). */
+static int module_setting_set(config *c, uint16_t module, const char *key, const char *value,
+			      char *err, size_t errlen)
+{
+	const char *mname = c->modules[module].name;
+	config_setting *s = NULL;
+
+	if (!setting_key_valid(key)) {
+		err_set(err, errlen,
+			"[module %s]: \"%s\" is not a valid key (lowercase letters, digits, _; at most %d)",
+			mname, key, CONFIG_SETTING_KEY_MAX - 1);
+		return -EINVAL;
+	}
+	if (strlen(value) >= CONFIG_SETTING_VALUE_MAX) {
+		err_set(err, errlen, "[module %s] %s: value longer than %d bytes", mname, key,
+			CONFIG_SETTING_VALUE_MAX - 1);
+		return -ENAMETOOLONG;
+	}
+	for (uint32_t i = 0; i < c->n_settings; i++)
+		if (c->settings[i].module == module && strcmp(c->settings[i].key, key) == 0)
+			s = &c->settings[i];
+	if (!s) {
+		if (c->n_settings == CONFIG_MAX_SETTINGS) {
+			err_set(err, errlen, "[module %s] %s: more than %d module settings", mname,
+				key, CONFIG_MAX_SETTINGS);
+			return -E2BIG;
+		}
+		s = &c->settings[c->n_settings++];
+		s->module = module;
+		snprintf(s->key, sizeof(s->key), "%s", key);
+	}
+	snprintf(s->value, sizeof(s->value), "%s", value);
+	return 0;
+}
+
+size_t config_module_settings(const config *c, const char *name,
+			      void (*fn)(void *ud, const char *key, const char *value), void *ud)
+{
+	const config_module *m = module_find(c, name);
+	size_t n = 0;
+
+	if (!m)
+		return 0;
+	for (uint32_t i = 0; i < c->n_settings; i++)
+		if (&c->modules[c->settings[i].module] == m) {
+			if (fn)
+				fn(ud, c->settings[i].key, c->settings[i].value);
+			n++;
+		}
+	return n;
+}
+
 /*
  * Set section/key to value: the one entry point the file parser and --set
  * share. Messages carry no origin; callers add it.
@@ -850,14 +914,12 @@ static int config_assign(config *c, const char *section, const char *key, const 
 		char sec[CONFIG_NAME_MAX + 8];
 
 		k = module_key_find(key);
-		if (!k) {
-			err_set(err, errlen, "[module %s]: unknown key \"%s\" (known: policy, grace_period)",
-				mname, key);
-			return -ENOENT;
-		}
 		r = module_get(c, mname, &m, err, errlen);
 		if (r < 0)
 			return r;
+		if (!k)
+			return module_setting_set(c, (uint16_t)(m - c->modules), key, value, err,
+						  errlen);
 		snprintf(sec, sizeof(sec), "module %s", mname);
 		r = key_apply(m, k, sec, value, err, errlen);
 		if (r < 0)
@@ -1260,6 +1322,11 @@ size_t config_visit(const config *c, config_visit_fn fn, void *ud)
 			fn(ud, sec, module_keys[i].key, value);
 			n++;
 		}
+		for (uint32_t i = 0; i < c->n_settings; i++)
+			if (c->settings[i].module == m) {
+				fn(ud, sec, c->settings[i].key, c->settings[i].value);
+				n++;
+			}
 	}
 	return n;
 }

@@ -22,6 +22,9 @@
 #define CONFIG_MAX_ADMIN_UIDS 64
 #define CONFIG_MAX_PRELOAD 64
 #define CONFIG_NAME_MAX 64
+#define CONFIG_MAX_SETTINGS 128 /* module-own keys, all modules together */
+#define CONFIG_SETTING_KEY_MAX 48
+#define CONFIG_SETTING_VALUE_MAX 208
 
 typedef enum module_policy {
 	POLICY_UTILITY = 0, /* the five checks */
@@ -41,6 +44,14 @@ typedef struct config_module {
 	bool has_grace_period;
 	uint64_t grace_period_ms; /* overrides lugs.grace_period when set */
 } config_module;
+
+/* A key of [module NAME] that the daemon does not use itself: the module's own
+ * setting, read by the module through lmms_host.setting. */
+typedef struct config_setting {
+	uint16_t module; /* index into config.modules */
+	char key[CONFIG_SETTING_KEY_MAX];
+	char value[CONFIG_SETTING_VALUE_MAX];
+} config_setting;
 
 typedef struct config {
 	struct {
@@ -90,6 +101,8 @@ typedef struct config {
 	} access;
 	config_module modules[CONFIG_MAX_MODULES];
 	uint32_t n_modules;
+	config_setting settings[CONFIG_MAX_SETTINGS];
+	uint32_t n_settings;
 } config;
 
 /* Fill with the embedded defaults. */
@@ -114,6 +127,11 @@ void config_print(const config *c, FILE *f);
 /* Per-module view: the policy and grace period that apply to module name. */
 module_policy config_module_policy(const config *c, const char *name);
 uint64_t config_module_grace_ms(const config *c, const char *name);
+
+/* The module's own settings: fn(ud, key, value) for each, in file order.
+ * Returns how many. */
+size_t config_module_settings(const config *c, const char *name,
+			      void (*fn)(void *ud, const char *key, const char *value), void *ud);
 
 /*
  * Keys that cannot change on reload (server.socket, ligs.module_dir): returns

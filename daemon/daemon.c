@@ -1,12 +1,12 @@
 /*
- * daemon.c - lmmsd's life: start (registry, cache, heat, timers, signals,
- * listener), reload, and the graceful stop that finishes in-flight work,
- * finalises every loaded module and removes the socket.
+ * daemon.c - lmmsd's life: compose the units, start (registry, cache, heat,
+ * timers, signals, listener), reload, and the graceful stop that finishes
+ * in-flight work, finalises every loaded module and removes the socket.
  */
 #include "daemon.h"
 
 #include <errno.h>
-#include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,38 +18,56 @@
 
 #define SHUTDOWN_POLL_MS 20
 #define SHUTDOWN_DEADLINE_MS 30000
+#define LISTEN_BACKLOG 256 /* as systemd/lmmsd.socket */
 
-static void lmmsd_apply_limits(lmmsd *d)
+void lmmsd_server_limits(const config *cfg, server_limits *l)
 {
-	proto_limits_default(&d->limits);
-	d->limits.max_message_bytes = d->cfg.server.max_message_bytes;
-	d->limits.max_depth = d->cfg.server.max_depth;
-	d->limits.max_elements = d->cfg.server.max_elements;
-	d->limits.max_str_bytes = d->cfg.server.max_message_bytes;
+	memset(l, 0, sizeof(*l));
+	proto_limits_default(&l->proto);
+	l->proto.max_message_bytes = cfg->server.max_message_bytes;
+	l->proto.max_depth = cfg->server.max_depth;
+	l->proto.max_elements = cfg->server.max_elements;
+	l->proto.max_str_bytes = cfg->server.max_message_bytes;
+	l->max_connections = cfg->server.max_connections;
+	l->max_connections_per_uid = cfg->server.max_connections_per_uid;
+	l->max_inflight = cfg->server.max_inflight;
+	l->max_output_bytes = cfg->server.max_output_bytes;
+	l->idle_timeout_ms = cfg->server.idle_timeout_ms;
+	l->message_timeout_ms = cfg->server.message_timeout_ms;
+	l->backlog = LISTEN_BACKLOG;
 }
 
-static void lmmsd_resolve_admin_group(lmmsd *d)
-{
-	struct group *g;
+/* ---- wiring between units ---- */
 
-	d->have_admin_gid = false;
-	if (!d->cfg.access.admin_group[0])
-		return;
-	g = getgrnam(d->cfg.access.admin_group);
-	if (!g) {
-		log_warn("access.admin_group \"%s\" does not exist: nobody is admin through it",
-			 d->cfg.access.admin_group);
-		return;
-	}
-	d->admin_gid = g->gr_gid;
-	d->have_admin_gid = true;
-}
-
-static void lmmsd_on_unload(void *ud, module *m)
+static void on_module_unload(void *ud, module *m)
 {
 	lmmsd *d = ud;
 
 	heat_forget_module(&d->heat, m);
+}
+
+static void on_module_released(void *ud, module *m)
+{
+	lmmsd *d = ud;
+
+	lugs_module_released(&d->lugs, m);
+}
+
+static void on_swept(void *ud)
+{
+	lmmsd *d = ud;
+
+	/* systemd's STATUS= line follows residency even without a watchdog */
+	notify_status(&d->nt);
+}
+
+static void status_text(void *ud, char *buf, size_t n)
+{
+	lmmsd *d = ud;
+
+	snprintf(buf, n, "%u of %u modules resident, %llu requests, %u connections",
+		 d->reg.n_resident, d->reg.n_mods, (unsigned long long)d->dp.st.requests_total,
+		 d->srv.n_conns);
 }
 
 /* ---- periodic work ---- */
@@ -62,15 +80,9 @@ static void lmmsd_on_decay(uv_timer_t *t)
 		heat_decay(&d->heat, (op_info *const *)d->reg.mods[i]->ops, d->reg.mods[i]->n_ops);
 }
 
+/* Wake at the next expiry, but at least every expire_interval, so expired
+ * entries (and the module dependencies they hold) go away on time. */
 static void lmmsd_arm_cache_timer(lmmsd *d);
-
-void lmmsd_cache_stored(lmmsd *d, uint64_t expires_ms)
-{
-	/* An entry that expires before the armed wake-up pulls it forward, so
-	 * no entry (nor the module dependency it holds) outlives its TTL. */
-	if (expires_ms < d->cache_timer_due_ms)
-		lmmsd_arm_cache_timer(d);
-}
 
 static void lmmsd_on_cache_timer(uv_timer_t *t)
 {
@@ -80,19 +92,28 @@ static void lmmsd_on_cache_timer(uv_timer_t *t)
 	lmmsd_arm_cache_timer(d);
 }
 
-/* Wake at the next expiry, but at least every expire_interval, so expired
- * entries (and the module dependencies they hold) go away on time. */
 static void lmmsd_arm_cache_timer(lmmsd *d)
 {
-	uint64_t next = cache_next_expiry(&d->cache, now_ms());
+	uint64_t now = now_ms();
+	uint64_t next = cache_next_expiry(&d->cache, now);
 	uint64_t every = d->cfg.cache.expire_interval_ms;
 
 	if (next > every)
 		next = every;
 	if (!next)
 		next = 1;
-	d->cache_timer_due_ms = now_ms() + next;
+	d->cache_timer_due_ms = now + next;
 	uv_timer_start(&d->cache_timer, lmmsd_on_cache_timer, next, 0);
+}
+
+static void on_cache_stored(void *ud, uint64_t expires_ms)
+{
+	lmmsd *d = ud;
+
+	/* An entry that expires before the armed wake-up pulls it forward, so
+	 * no entry (nor the module dependency it holds) outlives its TTL. */
+	if (expires_ms < d->cache_timer_due_ms)
+		lmmsd_arm_cache_timer(d);
 }
 
 static void lmmsd_start_timers(lmmsd *d)
@@ -103,7 +124,8 @@ static void lmmsd_start_timers(lmmsd *d)
 	else
 		uv_timer_stop(&d->decay_timer);
 	lmmsd_arm_cache_timer(d);
-	lugs_restart(d);
+	lugs_config_changed(&d->lugs);
+	dispatch_config_changed(&d->dp);
 }
 
 /* ---- signals ---- */
@@ -130,41 +152,85 @@ static void lmmsd_on_signal(uv_signal_t *s, int signum)
 
 /* ---- life ---- */
 
+static int open_timer(lmmsd *d, uv_timer_t *t, uint32_t bit, bool keep_alive)
+{
+	int r = uv_timer_init(d->loop, t);
+
+	if (r < 0)
+		return r;
+	d->handles |= bit;
+	t->data = d;
+	if (!keep_alive)
+		uv_unref((uv_handle_t *)t);
+	return 0;
+}
+
+static int open_signal(lmmsd *d, uv_signal_t *s, uint32_t bit, int signum)
+{
+	int r = uv_signal_init(d->loop, s);
+
+	if (r < 0)
+		return r;
+	d->handles |= bit;
+	s->data = d;
+	return uv_signal_start(s, lmmsd_on_signal, signum);
+}
+
 int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 {
+	server_limits limits;
+	const server_callbacks cb = {
+		.on_message = dispatch_on_message,
+		.on_close = dispatch_on_close,
+	};
 	int r;
 
 	d->loop = loop;
-	d->start_ms = now_ms();
-	list_init(&d->calls);
-	d->uid = geteuid();
-	lmmsd_apply_limits(d);
-	lmmsd_resolve_admin_group(d);
+	d->start_ms = uv_now(loop);
+	access_init(&d->acc, &d->cfg);
+	notify_init(&d->nt, loop, status_text, d);
 
 	r = registry_init(&d->reg, d->module_dir, &d->cfg);
+	d->reg_open = true;
 	if (r < 0 && r != -ENOENT)
 		return r;
-	d->reg.on_unload = lmmsd_on_unload;
+	d->reg.on_unload = on_module_unload;
+	d->reg.on_released = on_module_released;
 	d->reg.ud = d;
 	heat_init(&d->heat, &d->cfg);
-	cache_init(&d->cache, d->cfg.cache.max_bytes, d->cfg.cache.max_entries);
+	d->heat_open = true;
+	r = cache_init(&d->cache, d->cfg.cache.max_bytes, d->cfg.cache.max_entries);
+	if (r < 0)
+		return r;
+	d->cache_open = true;
+	builtin_init(&d->bi, d);
 
-	uv_timer_init(loop, &d->decay_timer);
-	uv_timer_init(loop, &d->cache_timer);
-	uv_timer_init(loop, &d->shutdown_timer);
-	d->decay_timer.data = d->cache_timer.data = d->shutdown_timer.data = d;
-	uv_unref((uv_handle_t *)&d->decay_timer);
-	uv_unref((uv_handle_t *)&d->cache_timer);
-	lugs_start(d);
+	r = dispatch_init(&d->dp, loop, &d->cfg, &d->reg, &d->heat, &d->cache, &d->bi);
+	d->dp_open = true;
+	if (r < 0)
+		return r;
+	d->dp.on_cache_stored = on_cache_stored;
+	d->dp.ud = d;
+
+	r = lugs_init(&d->lugs, loop, &d->cfg, &d->reg, d->eager);
+	if (r < 0)
+		return r;
+	d->lugs_open = true;
+	d->lugs.on_swept = on_swept;
+	d->lugs.ud = d;
+
+	lmmsd_server_limits(&d->cfg, &limits);
+	server_init(&d->srv, loop, &limits, &cb, &d->dp);
+	d->srv_open = true;
+
+	if ((r = open_timer(d, &d->decay_timer, H_DECAY, false)) < 0 ||
+	    (r = open_timer(d, &d->cache_timer, H_CACHE, false)) < 0 ||
+	    (r = open_timer(d, &d->shutdown_timer, H_SHUTDOWN, true)) < 0 ||
+	    (r = open_signal(d, &d->sig_int, H_SIGINT, SIGINT)) < 0 ||
+	    (r = open_signal(d, &d->sig_term, H_SIGTERM, SIGTERM)) < 0 ||
+	    (r = open_signal(d, &d->sig_hup, H_SIGHUP, SIGHUP)) < 0)
+		return r;
 	lmmsd_start_timers(d);
-
-	uv_signal_init(loop, &d->sig_int);
-	uv_signal_init(loop, &d->sig_term);
-	uv_signal_init(loop, &d->sig_hup);
-	d->sig_int.data = d->sig_term.data = d->sig_hup.data = d;
-	uv_signal_start(&d->sig_int, lmmsd_on_signal, SIGINT);
-	uv_signal_start(&d->sig_term, lmmsd_on_signal, SIGTERM);
-	uv_signal_start(&d->sig_hup, lmmsd_on_signal, SIGHUP);
 	return 0;
 }
 
@@ -188,22 +254,19 @@ static void lmmsd_load_at_start(lmmsd *d)
 
 int lmmsd_start(lmmsd *d, int listen_fd)
 {
+	char where[sizeof(d->socket_path)];
 	int r;
 
 	lmmsd_load_at_start(d);
-	r = server_start(&d->srv, d, d->socket_path, listen_fd);
+	r = server_start(&d->srv, d->socket_path, listen_fd);
 	if (r < 0)
 		return r;
-	notify_watchdog_start(d);
+	notify_watchdog_start(&d->nt);
 	if (listen_fd >= 0) {
 		/* the path the service manager bound, which may differ from ours */
-		char where[sizeof(d->socket_path)];
-		size_t n = sizeof(where);
-
-		if (uv_pipe_getsockname(&d->srv.listener, where, &n) < 0 || !n || n >= sizeof(where))
+		server_listen_name(&d->srv, where, sizeof(where));
+		if (!where[0])
 			snprintf(where, sizeof(where), "fd %d", listen_fd);
-		else
-			where[n] = '\0';
 		log_info("ready: listening on inherited socket %s, %u modules known in %s, %u loaded%s",
 			 where, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
 			 d->eager ? " (eager)" : "");
@@ -212,7 +275,7 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 			 d->socket_path, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
 			 d->eager ? " (eager)" : "");
 	}
-	notify_ready(d);
+	notify_ready(&d->nt);
 	return 0;
 }
 
@@ -225,17 +288,34 @@ static uint32_t lmmsd_work_in_flight(const lmmsd *d)
 	return n;
 }
 
+/* Idempotent: closes what is open, so it serves a finished stop and a
+ * half-done init alike. */
 static void lmmsd_close_handles(lmmsd *d)
 {
-	uv_close((uv_handle_t *)&d->decay_timer, NULL);
-	uv_close((uv_handle_t *)&d->cache_timer, NULL);
-	uv_close((uv_handle_t *)&d->shutdown_timer, NULL);
-	uv_close((uv_handle_t *)&d->sig_int, NULL);
-	uv_close((uv_handle_t *)&d->sig_term, NULL);
-	uv_close((uv_handle_t *)&d->sig_hup, NULL);
-	if (uv_is_active((uv_handle_t *)&d->watchdog_timer) || d->watchdog_timer.loop)
-		uv_close((uv_handle_t *)&d->watchdog_timer, NULL);
-	lugs_stop(d);
+	uv_handle_t *const hs[] = {
+		(uv_handle_t *)&d->decay_timer, (uv_handle_t *)&d->cache_timer,
+		(uv_handle_t *)&d->shutdown_timer, (uv_handle_t *)&d->sig_int,
+		(uv_handle_t *)&d->sig_term, (uv_handle_t *)&d->sig_hup,
+	};
+
+	/* Closing a signal handle restores the default action, which would
+	 * kill us with a repeated SIGTERM during the bounded cleanup that is
+	 * all a stop has left to do: ignore them from here on instead. */
+	if (d->shutting_down && (d->handles & (H_SIGINT | H_SIGTERM))) {
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(hs); i++)
+		if (d->handles & (1u << i))
+			uv_close(hs[i], NULL);
+	d->handles = 0;
+	if (d->srv_open)
+		server_close(&d->srv);
+	notify_fini(&d->nt);
+	if (d->lugs_open)
+		lugs_fini(&d->lugs);
+	if (d->dp_open)
+		dispatch_fini(&d->dp);
 }
 
 static void lmmsd_on_shutdown_poll(uv_timer_t *t)
@@ -248,13 +328,12 @@ static void lmmsd_on_shutdown_poll(uv_timer_t *t)
 	if (busy) {
 		/* Work still on the pool cannot be abandoned (it holds module
 		 * code); keep polling, but stop waiting for clients. */
-		server_close_all(&d->srv);
+		server_close(&d->srv);
 		return;
 	}
 	uv_timer_stop(t);
-	server_close_all(&d->srv);
 	lmmsd_close_handles(d);
-	log_info("stopped: %llu requests served", (unsigned long long)d->st.requests_total);
+	log_info("stopped: %llu requests served", (unsigned long long)d->dp.st.requests_total);
 }
 
 void lmmsd_shutdown(lmmsd *d)
@@ -263,27 +342,35 @@ void lmmsd_shutdown(lmmsd *d)
 		return;
 	d->shutting_down = true;
 	d->shutdown_deadline_ms = now_ms() + SHUTDOWN_DEADLINE_MS;
-	notify_stopping(d);
-	server_stop_listening(&d->srv);
-	for (conn *c = d->srv.conns; c; c = c->next)
-		if (c->reading) {
-			uv_read_stop((uv_stream_t *)&c->pipe);
-			c->reading = false;
-		}
-	uv_timer_start(&d->shutdown_timer, lmmsd_on_shutdown_poll, 0, SHUTDOWN_POLL_MS);
+	notify_stopping(&d->nt);
+	dispatch_stop(&d->dp);
+	lugs_stop(&d->lugs);
+	server_drain(&d->srv);
+	if (d->handles & H_SHUTDOWN)
+		uv_timer_start(&d->shutdown_timer, lmmsd_on_shutdown_poll, 0, SHUTDOWN_POLL_MS);
+	else
+		lmmsd_close_handles(d);
 }
 
-/* After the loop ran dry: finalise modules and free everything. */
 void lmmsd_fini(lmmsd *d)
 {
-	cache_fini(&d->cache);
-	heat_fini(&d->heat);
-	registry_fini(&d->reg);
+	/* After a failed init the handles opened so far are still open: close
+	 * them and let their close callbacks run. */
+	lmmsd_close_handles(d);
+	uv_run(d->loop, UV_RUN_DEFAULT);
+	if (d->cache_open)
+		cache_fini(&d->cache);
+	if (d->heat_open)
+		heat_fini(&d->heat);
+	if (d->reg_open)
+		registry_fini(&d->reg);
+	d->cache_open = d->heat_open = d->reg_open = false;
 }
 
 int lmmsd_reload(lmmsd *d, char *msg, size_t msglen)
 {
 	config *nc = malloc(sizeof(*nc));
+	server_limits limits;
 	char fixed[256];
 	int r;
 
@@ -305,8 +392,10 @@ int lmmsd_reload(lmmsd *d, char *msg, size_t msglen)
 	free(nc);
 
 	log_set_level(d->cfg.server.log_level);
-	lmmsd_apply_limits(d);
-	lmmsd_resolve_admin_group(d);
+	lmmsd_server_limits(&d->cfg, &limits);
+	server_set_limits(&d->srv, &limits);
+	access_reload(&d->acc);
+	registry_apply_config(&d->reg);
 	cache_set_limits(&d->cache, d->cfg.cache.max_bytes, d->cfg.cache.max_entries);
 	heat_trim(&d->heat);
 	lmmsd_start_timers(d);

@@ -4,10 +4,10 @@
  * thread pool, record heat, store in the cache, stamp last use and reply.
  *
  * Requests are read straight from the wire bytes when they have the common
- * encoding ([0, uint msgid, str method, params], fixarray header): the method
- * is never copied and only the params are unpacked, and only when the op is
- * actually run. Anything else takes the general path through msgpack_unpack
- * and proto_msg_parse, which also produces the error replies.
+ * encoding (proto_request_peek): the method is never copied and only the
+ * params are unpacked, and only when the op is actually run. Anything else
+ * takes the general path through msgpack_unpack and proto_msg_parse, which
+ * also produces the error replies.
  */
 #include "dispatch.h"
 
@@ -17,27 +17,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "builtin.h"
 #include "call.h"
-#include "daemon.h"
 #include "log.h"
 #include "util.h"
 
-typedef struct request {
-	uint32_t msgid;
-	bool notify;
-	const char *method;
-	uint32_t method_len;
-	const char *params; /* msgpack array bytes inside the message */
-	size_t params_len;
-} request;
+#define EXPIRE_INTERVAL_MS 250
 
 /* A call running on the thread pool. Owns a copy of its params. */
 typedef struct work_req {
 	uv_work_t work;
-	list_node link; /* lmmsd.calls, oldest last */
+	list_node link; /* dispatch.calls */
 	uint64_t started_ms;
 	bool answered; /* the client already got "timeout" */
-	lmmsd *d;
+	bool loaded; /* its module was loaded for it */
+	dispatch *dp;
 	conn *c;
 	op_info *op;
 	lmms_op_fn fn; /* captured on the loop thread while holding a ref */
@@ -53,157 +47,95 @@ typedef struct work_req {
 	char params_bytes[];
 } work_req;
 
-/* ---- wire peeking ---- */
-
-static bool peek_uint32(const unsigned char **pp, const unsigned char *end, uint32_t *out)
+const char *dispatch_path_name(dispatch_path p)
 {
-	const unsigned char *p = *pp;
-
-	if (p >= end)
-		return false;
-	if (*p <= 0x7f) {
-		*out = *p;
-		*pp = p + 1;
-		return true;
-	}
-	if (*p == 0xcc && end - p >= 2) {
-		*out = p[1];
-		*pp = p + 2;
-		return true;
-	}
-	if (*p == 0xcd && end - p >= 3) {
-		*out = (uint32_t)p[1] << 8 | p[2];
-		*pp = p + 3;
-		return true;
-	}
-	if (*p == 0xce && end - p >= 5) {
-		*out = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
-		*pp = p + 5;
-		return true;
-	}
-	return false;
-}
-
-static bool peek_str(const unsigned char **pp, const unsigned char *end, const char **s,
-		     uint32_t *n)
-{
-	const unsigned char *p = *pp;
-	uint32_t len;
-
-	if (p >= end)
-		return false;
-	if ((*p & 0xe0) == 0xa0) {
-		len = *p & 0x1f;
-		p += 1;
-	} else if (*p == 0xd9 && end - p >= 2) {
-		len = p[1];
-		p += 2;
-	} else if (*p == 0xda && end - p >= 3) {
-		len = (uint32_t)p[1] << 8 | p[2];
-		p += 3;
-	} else {
-		return false;
-	}
-	if ((size_t)(end - p) < len)
-		return false;
-	*s = (const char *)p;
-	*n = len;
-	*pp = p + len;
-	return true;
-}
-
-static bool is_array_header(unsigned char b)
-{
-	return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
-}
-
-/* The common encoding of a request or notification, without unpacking. */
-static bool request_peek(const char *msg, size_t len, request *r)
-{
-	const unsigned char *p = (const unsigned char *)msg, *end = p + len;
-
-	if (len < 4)
-		return false;
-	if (p[0] == 0x94 && p[1] == 0x00) {
-		p += 2;
-		if (!peek_uint32(&p, end, &r->msgid))
-			return false;
-		r->notify = false;
-	} else if (p[0] == 0x93 && p[1] == 0x02) {
-		p += 2;
-		r->msgid = 0;
-		r->notify = true;
-	} else {
-		return false;
-	}
-	if (!peek_str(&p, end, &r->method, &r->method_len) || p >= end || !is_array_header(*p))
-		return false;
-	r->params = (const char *)p;
-	r->params_len = (size_t)(end - p);
-	return true;
+	static const char *const names[] = {
+		[PATH_FAST] = "fast_path", [PATH_CACHE] = "cache_hit", [PATH_INLINE] = "inline",
+		[PATH_POOL] = "pool",	   [PATH_WORKER] = "worker",   [PATH_BUILTIN] = "builtin",
+	};
+	return (unsigned)p < ARRAY_SIZE(names) ? names[p] : "unknown";
 }
 
 /* ---- replies shared by every path ---- */
 
-static void reply_error(lmmsd *d, conn *c, const request *r, proto_err e, const char *fmt, ...)
-	__attribute__((format(printf, 5, 6)));
-
-static void reply_error(lmmsd *d, conn *c, const request *r, proto_err e, const char *fmt, ...)
+void dispatch_reply_error(dispatch *dp, conn *c, uint32_t msgid, bool notify, proto_err e,
+			  const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
 
-	if (r->notify) {
-		d->st.errors_total++;
+	dp->st.errors_total++;
+	if (notify)
 		return;
-	}
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	conn_reply_error(c, r->msgid, e, "%s", msg);
+	conn_reply_error(c, msgid, e, "%s", msg);
 }
 
-static uint64_t op_ttl_ms(const lmmsd *d, const op_info *op)
+#define reply_error(dp, c, r, e, ...) \
+	dispatch_reply_error(dp, c, (r)->msgid, (r)->notify, e, __VA_ARGS__)
+
+static void emit(dispatch *dp, const conn *c, const op_info *op, dispatch_path path, bool loaded,
+		 uint64_t ns, size_t bytes, proto_err e)
 {
-	return op->cache_ttl_ms ? op->cache_ttl_ms : d->cfg.cache.default_ttl_ms;
+	dispatch_event ev = {
+		.c = c,
+		.method = op->method,
+		.method_len = op->method_len,
+		.path = path,
+		.loaded = loaded,
+		.ns = ns,
+		.result_bytes = bytes,
+		.error = e,
+	};
+
+	dp->on_event(dp->ud, &ev);
 }
 
-/* After an op returned: reply, record heat, cache, stamp last use. */
-static void call_complete(lmmsd *d, conn *c, op_info *op, uint32_t msgid, bool notify,
-			  lmms_call *call, int rc, uint64_t ns, uint32_t weight, const char *params,
-			  size_t plen)
+static uint64_t op_ttl_ms(const dispatch *dp, const op_info *op)
 {
-	module *m = op->mod;
-	uint64_t now = now_ms();
+	return op->cache_ttl_ms ? op->cache_ttl_ms : dp->cfg->cache.default_ttl_ms;
+}
+
+static void cache_store(dispatch *dp, op_info *op, const char *params, size_t plen,
+			const char *val, size_t vlen, uint64_t ttl, bool negative, uint64_t now)
+{
+	if (!dp->cfg->cache.max_bytes || !ttl)
+		return;
+	if (cache_put(dp->cache, op, params, plen, val, vlen, ttl, negative, now) == 0 &&
+	    dp->on_cache_stored)
+		dp->on_cache_stored(dp->ud, now + ttl);
+}
+
+/* After an op returned: reply, record heat, cache, stamp last use. c is
+ * NULL when nobody waits for the answer any more. */
+static proto_err call_complete(dispatch *dp, conn *c, op_info *op, uint32_t msgid, bool notify,
+			       lmms_call *call, int rc, uint64_t ns, uint32_t weight,
+			       const char *params, size_t plen)
+{
+	uint64_t now = uv_now(dp->loop);
 	const char *msg = NULL;
 	proto_err e = call_finish(call, rc, &msg);
 
-	m->last_used_ms = now;
-	heat_record_weighted(&d->heat, op, ns, weight, now);
+	module_touch(op->mod, now);
+	heat_record_weighted(dp->heat, op, ns, weight, now);
 	if (e == PROTO_OK) {
 		if (!notify && c)
 			conn_reply_raw(c, msgid, call->out.data, call->out.size);
-		if ((op->flags & LMMS_OP_PURE) && d->cfg.cache.max_bytes &&
-		    cache_put(&d->cache, op, params, plen, call->out.data, call->out.size,
-			      op_ttl_ms(d, op), false, now) == 0)
-			lmmsd_cache_stored(d, now + op_ttl_ms(d, op));
+		if (op->flags & LMMS_OP_PURE)
+			cache_store(dp, op, params, plen, call->out.data, call->out.size,
+				    op_ttl_ms(dp, op), false, now);
 	} else {
-		if (!notify && c)
-			conn_reply_error(c, msgid, e, "%s", msg);
+		if (c)
+			dispatch_reply_error(dp, c, msgid, notify, e, "%s", msg);
 		else
-			d->st.errors_total++;
-		if (e == PROTO_E_MODULE_ERROR && (op->flags & LMMS_OP_PURE) &&
-		    d->cfg.cache.negative_ttl_ms && d->cfg.cache.max_bytes &&
-		    cache_put(&d->cache, op, params, plen, msg, strlen(msg),
-			      d->cfg.cache.negative_ttl_ms, true, now) == 0)
-			lmmsd_cache_stored(d, now + d->cfg.cache.negative_ttl_ms);
+			dp->st.errors_total++;
+		if (e == PROTO_E_MODULE_ERROR && (op->flags & LMMS_OP_PURE))
+			cache_store(dp, op, params, plen, msg, strlen(msg),
+				    dp->cfg->cache.negative_ttl_ms, true, now);
 	}
-}
-
-static void op_release(lmmsd *d, module *m)
-{
-	if (--m->refs == 0)
-		lugs_module_released(d, m);
+	return e;
 }
 
 static int params_unpack(msgpack_zone *z, const char *params, size_t plen, msgpack_object *out)
@@ -225,14 +157,16 @@ static int params_unpack(msgpack_zone *z, const char *params, size_t plen, msgpa
  * past max_inflight and the module cannot be unloaded under it; its result
  * is dropped when it finally comes.
  */
-void dispatch_expire_calls(lmmsd *d, uint64_t now)
+static void dispatch_on_expire(uv_timer_t *t)
 {
-	uint64_t limit = d->cfg.server.call_timeout_ms;
+	dispatch *dp = t->data;
+	uint64_t limit = dp->cfg->server.call_timeout_ms;
+	uint64_t now = uv_now(dp->loop);
 
 	if (!limit)
 		return;
 	/* oldest first; stop at the first call still within its time */
-	for (list_node *n = d->calls.prev; n != &d->calls; n = n->prev) {
+	for (list_node *n = dp->calls.prev; n != &dp->calls; n = n->prev) {
 		work_req *wr = container_of(n, work_req, link);
 
 		if (now - wr->started_ms < limit)
@@ -240,13 +174,24 @@ void dispatch_expire_calls(lmmsd *d, uint64_t now)
 		if (wr->answered)
 			continue;
 		wr->answered = true;
-		if (wr->notify || wr->c->closing)
+		if (wr->c->closing)
 			continue;
-		conn_reply_error(wr->c, wr->msgid, PROTO_E_TIMEOUT,
-				 "%s did not finish within %llu ms (it runs on; its result will be dropped)",
-				 wr->op->method, (unsigned long long)limit);
+		dispatch_reply_error(dp, wr->c, wr->msgid, wr->notify, PROTO_E_TIMEOUT,
+				     "%s did not finish within %llu ms (it runs on; its result will be dropped)",
+				     wr->op->method, (unsigned long long)limit);
 		conn_flush(wr->c);
 	}
+}
+
+void dispatch_config_changed(dispatch *dp)
+{
+	if (!dp->expire_open)
+		return;
+	if (dp->cfg->server.call_timeout_ms)
+		uv_timer_start(&dp->expire_timer, dispatch_on_expire, EXPIRE_INTERVAL_MS,
+			       EXPIRE_INTERVAL_MS);
+	else
+		uv_timer_stop(&dp->expire_timer);
 }
 
 static void work_run(uv_work_t *w)
@@ -261,29 +206,33 @@ static void work_run(uv_work_t *w)
 static void work_done(uv_work_t *w, int status)
 {
 	work_req *wr = container_of(w, work_req, work);
-	lmmsd *d = wr->d;
+	dispatch *dp = wr->dp;
 	conn *c = wr->c;
+	bool gone = c->closing || wr->answered;
+	proto_err e;
 
 	(void)status; /* work is never cancelled: shutdown waits for it */
 	list_unlink(&wr->link);
-	call_complete(d, c->closing || wr->answered ? NULL : c, wr->op, wr->msgid, wr->notify,
-		      &wr->call, wr->rc, wr->ns, 1, wr->params_bytes, wr->params_len);
+	e = call_complete(dp, gone ? NULL : c, wr->op, wr->msgid, wr->notify, &wr->call, wr->rc,
+			  wr->ns, 1, wr->params_bytes, wr->params_len);
+	if (dp->on_event)
+		emit(dp, c, wr->op, PATH_POOL, wr->loaded, wr->ns,
+		     e == PROTO_OK ? wr->call.out.size : 0, e);
 	call_fini(&wr->call);
 	msgpack_zone_destroy(&wr->zone);
-	op_release(d, wr->op->mod);
+	module_unref(wr->op->mod);
 	free(wr);
 	conn_request_done(c);
-	conn_unref(c);
 }
 
-static void run_blocking(lmmsd *d, conn *c, const request *r, op_info *op)
+static void run_blocking(dispatch *dp, conn *c, const proto_request *r, op_info *op, bool loaded)
 {
 	module *m = op->mod;
 	work_req *wr;
 
 	wr = malloc(sizeof(*wr) + r->params_len);
 	if (!wr) {
-		reply_error(d, c, r, PROTO_E_INTERNAL, "out of memory");
+		reply_error(dp, c, r, PROTO_E_INTERNAL, "out of memory");
 		return;
 	}
 	memset(wr, 0, sizeof(*wr));
@@ -293,33 +242,35 @@ static void run_blocking(lmmsd *d, conn *c, const request *r, op_info *op)
 	if (params_unpack(&wr->zone, wr->params_bytes, wr->params_len, &wr->params) < 0) {
 		msgpack_zone_destroy(&wr->zone);
 		free(wr);
-		reply_error(d, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
+		reply_error(dp, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
 		return;
 	}
-	wr->d = d;
+	wr->dp = dp;
 	wr->c = c;
 	wr->op = op;
 	wr->fn = op->fn;
 	wr->mstate = m->mstate;
 	wr->msgid = r->msgid;
 	wr->notify = r->notify;
-	call_init(&wr->call, &wr->params, d->cfg.server.max_result_bytes, m->name);
+	wr->loaded = loaded;
+	call_init(&wr->call, &wr->params, dp->cfg->server.max_result_bytes, m->name);
+	wr->call.settings = &m->settings;
 
-	m->refs++;
-	m->last_used_ms = wr->started_ms = now_ms();
+	module_ref(m);
+	wr->started_ms = uv_now(dp->loop);
+	module_touch(m, wr->started_ms);
 	op->heat.pool_calls++;
-	conn_ref(c);
-	c->inflight++;
-	list_push_front(&d->calls, &wr->link);
-	if (uv_queue_work(d->loop, &wr->work, work_run, work_done) < 0) {
+	dp->st.pool_calls++;
+	conn_request_begin(c);
+	list_push_front(&dp->calls, &wr->link);
+	if (uv_queue_work(dp->loop, &wr->work, work_run, work_done) < 0) {
 		list_unlink(&wr->link);
-		c->inflight--;
-		conn_unref(c);
-		op_release(d, m);
 		call_fini(&wr->call);
 		msgpack_zone_destroy(&wr->zone);
 		free(wr);
-		reply_error(d, c, r, PROTO_E_INTERNAL, "cannot queue work");
+		module_unref(m);
+		reply_error(dp, c, r, PROTO_E_INTERNAL, "cannot queue work");
+		conn_request_done(c);
 	}
 }
 
@@ -330,132 +281,142 @@ static void run_blocking(lmmsd *d, conn *c, const request *r, op_info *op)
  * call, and only one call in HEAT_SAMPLE_EVERY is timed. Errors, too_large
  * and caching are the same on both.
  */
-static void run_inline(lmmsd *d, conn *c, const request *r, op_info *op, bool critical)
+static void run_inline(dispatch *dp, conn *c, const proto_request *r, op_info *op,
+		       dispatch_path path, bool loaded)
 {
+	bool critical = op->heat.level == HEAT_CRITICAL && op->heat.fp;
+	bool timed = !critical || heat_sample_now(&op->heat) || dp->on_event;
 	module *m = op->mod;
-	bool timed = !critical || heat_sample_now(&op->heat);
 	msgpack_object params;
 	lmms_call call;
 	uint64_t t0 = 0, ns = 0;
+	proto_err e;
 	int rc;
 
-	if (params_unpack(&c->zone, r->params, r->params_len, &params) < 0) {
-		msgpack_zone_clear(&c->zone);
-		reply_error(d, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
+	if (params_unpack(&dp->zone, r->params, r->params_len, &params) < 0) {
+		msgpack_zone_clear(&dp->zone);
+		reply_error(dp, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
 		return;
 	}
-	call_init(&call, &params, d->cfg.server.max_result_bytes, m->name);
+	call_init(&call, &params, dp->cfg->server.max_result_bytes, m->name);
+	call.settings = &m->settings;
 	if (critical)
-		heat_result_buf_take(&d->heat, &call.out.data, &call.out.alloc);
-	m->refs++;
+		heat_result_buf_take(dp->heat, &call.out.data, &call.out.alloc);
+	module_ref(m);
 	if (timed)
 		t0 = now_ns();
 	rc = op->fn(&call_host, &call, m->mstate);
 	if (timed)
 		ns = now_ns() - t0;
-	call_complete(d, c, op, r->msgid, r->notify, &call, rc, ns,
-		      !timed ? 0 : critical ? HEAT_SAMPLE_EVERY : 1, r->params, r->params_len);
+	e = call_complete(dp, c, op, r->msgid, r->notify, &call, rc, ns,
+			  !timed ? 0 : critical ? HEAT_SAMPLE_EVERY : 1, r->params, r->params_len);
+	if (dp->on_event)
+		emit(dp, c, op, path, loaded, ns, e == PROTO_OK ? call.out.size : 0, e);
 	if (critical) {
-		heat_result_buf_give(&d->heat, call.out.data, call.out.alloc);
+		heat_result_buf_give(dp->heat, call.out.data, call.out.alloc);
 		memset(&call.out, 0, sizeof(call.out));
 	}
 	call_fini(&call);
-	msgpack_zone_clear(&c->zone);
-	op_release(d, m);
+	msgpack_zone_clear(&dp->zone);
+	module_unref(m);
 }
 
-static void run_op(lmmsd *d, conn *c, const request *r, op_info *op)
+static void run_op(dispatch *dp, conn *c, const proto_request *r, op_info *op, dispatch_path path,
+		   bool loaded)
 {
 	if ((op->flags & LMMS_OP_BLOCKING) ||
 	    (op->blocking_above && r->params_len > op->blocking_above))
-		run_blocking(d, c, r, op);
+		run_blocking(dp, c, r, op, loaded);
 	else
-		run_inline(d, c, r, op, op->heat.level == HEAT_CRITICAL && op->heat.fp);
+		run_inline(dp, c, r, op, path, loaded);
 }
 
 /* ---- routing ---- */
 
-static void dispatch_builtin(lmmsd *d, conn *c, const request *r)
+static void dispatch_builtin(dispatch *dp, conn *c, const proto_request *r)
 {
 	msgpack_object params;
 
-	if (params_unpack(&c->zone, r->params, r->params_len, &params) < 0) {
-		reply_error(d, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
-	} else {
-		builtin_call(d, c, r->msgid, r->notify, r->method + 5, r->method_len - 5, &params);
-	}
-	msgpack_zone_clear(&c->zone);
+	if (params_unpack(&dp->zone, r->params, r->params_len, &params) < 0)
+		reply_error(dp, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
+	else
+		builtin_call(dp->builtin, c, r, &params);
+	msgpack_zone_clear(&dp->zone);
 }
 
 /* The op for r's method, loading its module if the ops are not known yet.
  * NULL after an error reply. */
-static op_info *dispatch_resolve(lmmsd *d, conn *c, const request *r)
+static op_info *dispatch_resolve(dispatch *dp, conn *c, const proto_request *r, bool *loaded)
 {
 	const char *mod, *opn;
 	size_t mod_len, op_len;
 	op_info *op;
 	module *m;
-	int rc;
 
-	op = registry_find_op(&d->reg, r->method, r->method_len);
+	op = registry_find_op(dp->reg, r->method, r->method_len);
 	if (op)
 		return op;
 	if (proto_method_split(r->method, r->method_len, &mod, &mod_len, &opn, &op_len) < 0) {
-		reply_error(d, c, r, PROTO_E_BAD_REQUEST, "invalid method name \"%.*s\"",
+		reply_error(dp, c, r, PROTO_E_BAD_REQUEST, "invalid method name \"%.*s\"",
 			    (int)(r->method_len > 80 ? 80 : r->method_len), r->method);
 		return NULL;
 	}
-	m = registry_find(&d->reg, mod, mod_len);
+	m = registry_find(dp->reg, mod, mod_len);
 	if (!m) {
-		reply_error(d, c, r, PROTO_E_NO_SUCH_MODULE, "no module \"%.*s\" in %s",
-			    (int)mod_len, mod, d->reg.dir);
+		reply_error(dp, c, r, PROTO_E_NO_SUCH_MODULE, "no module \"%.*s\" in %s",
+			    (int)mod_len, mod, dp->reg->dir);
 		return NULL;
 	}
 	if (!m->ops_known) {
-		rc = registry_load(&d->reg, m);
-		if (rc < 0) {
-			reply_error(d, c, r, PROTO_E_LOAD_FAILED, "%s: %s", m->name, m->error);
+		if (registry_load(dp->reg, m) < 0) {
+			reply_error(dp, c, r, PROTO_E_LOAD_FAILED, "%s: %s", m->name, m->error);
 			return NULL;
 		}
-		op = registry_find_op(&d->reg, r->method, r->method_len);
+		*loaded = true;
+		op = registry_find_op(dp->reg, r->method, r->method_len);
 	}
 	if (!op)
-		reply_error(d, c, r, PROTO_E_NO_SUCH_METHOD, "module %s has no operation \"%.*s\"",
+		reply_error(dp, c, r, PROTO_E_NO_SUCH_METHOD, "module %s has no operation \"%.*s\"",
 			    m->name, (int)op_len, opn);
 	return op;
 }
 
 /* Answer r from the cache if it holds a live entry. */
-static bool dispatch_cache(lmmsd *d, conn *c, const request *r, op_info *op, uint64_t now)
+static bool dispatch_cache(dispatch *dp, conn *c, const proto_request *r, op_info *op,
+			   uint64_t now)
 {
-	cache_entry *ce = cache_get(&d->cache, op->method, op->method_len, r->params,
+	cache_entry *ce = cache_get(dp->cache, op->method, op->method_len, r->params,
 				    r->params_len, now);
 
 	if (!ce)
 		return false;
 	if (ce->negative)
-		reply_error(d, c, r, PROTO_E_MODULE_ERROR, "%.*s", (int)ce->val_len,
+		reply_error(dp, c, r, PROTO_E_MODULE_ERROR, "%.*s", (int)ce->val_len,
 			    cache_entry_value(ce));
 	else if (!r->notify)
 		conn_reply_raw(c, r->msgid, cache_entry_value(ce), ce->val_len);
+	if (dp->on_event)
+		emit(dp, c, op, PATH_CACHE, false, 0, ce->negative ? 0 : ce->val_len,
+		     ce->negative ? PROTO_E_MODULE_ERROR : PROTO_OK);
 	return true;
 }
 
-static void dispatch_request(lmmsd *d, conn *c, const request *r)
+static void dispatch_request(dispatch *dp, conn *c, const proto_request *r)
 {
-	uint64_t now = now_ms();
+	uint64_t now = uv_now(dp->loop);
+	bool loaded = false;
 	fastpath *fp;
 	op_info *op;
 	module *m;
 	int rc;
 
 	if (r->notify)
-		d->st.notifications_total++;
+		dp->st.notifications_total++;
 	else
-		d->st.requests_total++;
+		dp->st.requests_total++;
 
-	if (d->shutting_down) {
-		reply_error(d, c, r, PROTO_E_SHUTTING_DOWN, "lmmsd is shutting down");
+	if (dp->shutting_down) {
+		reply_error(dp, c, r, PROTO_E_SHUTTING_DOWN, "lmmsd is shutting down");
 		return;
 	}
 
@@ -463,84 +424,91 @@ static void dispatch_request(lmmsd *d, conn *c, const request *r)
 	 * are dropped before any unload starts), so no check is needed. A hot
 	 * PURE op still answers from the cache first: a hit is cheaper than
 	 * any call. */
-	fp = heat_lookup(&d->heat, r->method, r->method_len, now);
+	fp = heat_lookup(dp->heat, r->method, r->method_len, now);
 	if (fp) {
 		op = fp->op;
-		if ((op->flags & LMMS_OP_PURE) && dispatch_cache(d, c, r, op, now))
+		if ((op->flags & LMMS_OP_PURE) && dispatch_cache(dp, c, r, op, now))
 			return;
-		run_op(d, c, r, op);
+		run_op(dp, c, r, op, PATH_FAST, false);
 		return;
 	}
 
 	if (r->method_len > 5 && memcmp(r->method, "lmms.", 5) == 0) {
-		dispatch_builtin(d, c, r);
+		dispatch_builtin(dp, c, r);
 		return;
 	}
 
-	op = dispatch_resolve(d, c, r);
+	op = dispatch_resolve(dp, c, r, &loaded);
 	if (!op)
 		return;
 	m = op->mod;
 	if (op->gone) {
-		reply_error(d, c, r, PROTO_E_NO_SUCH_METHOD, "module %s no longer has \"%s\"",
+		reply_error(dp, c, r, PROTO_E_NO_SUCH_METHOD, "module %s no longer has \"%s\"",
 			    m->name, op->name);
 		return;
 	}
 
 	/* The cache comes before the load: a hit never maps the module. */
-	if ((op->flags & LMMS_OP_PURE) && dispatch_cache(d, c, r, op, now))
+	if ((op->flags & LMMS_OP_PURE) && dispatch_cache(dp, c, r, op, now))
 		return;
 
-	rc = registry_load(&d->reg, m);
-	if (rc < 0) {
-		if (rc == -EBUSY)
-			reply_error(d, c, r, PROTO_E_BUSY, "module %s is being unloaded", m->name);
-		else
-			reply_error(d, c, r, PROTO_E_LOAD_FAILED, "%s: %s", m->name, m->error);
-		return;
+	if (!module_callable(m)) {
+		rc = registry_load(dp->reg, m);
+		if (rc < 0) {
+			if (rc == -EBUSY)
+				reply_error(dp, c, r, PROTO_E_BUSY, "module %s is being unloaded",
+					    m->name);
+			else
+				reply_error(dp, c, r, PROTO_E_LOAD_FAILED, "%s: %s", m->name,
+					    m->error);
+			return;
+		}
+		loaded = true;
 	}
 	if (!op->fn) {
-		reply_error(d, c, r, PROTO_E_NO_SUCH_METHOD, "module %s no longer has \"%s\"",
+		reply_error(dp, c, r, PROTO_E_NO_SUCH_METHOD, "module %s no longer has \"%s\"",
 			    m->name, op->name);
 		return;
 	}
-	run_op(d, c, r, op);
+	run_op(dp, c, r, op, PATH_INLINE, loaded);
 }
 
-int dispatch_message(lmmsd *d, conn *c, const char *msg, size_t len)
+int dispatch_on_message(void *ud, conn *c, const char *msg, size_t len)
 {
+	dispatch *dp = ud;
 	msgpack_object obj;
 	const char *reason = NULL;
+	proto_request r;
 	proto_msg pm;
-	request r;
 	size_t off = 0;
 	proto_err e;
 
-	if (request_peek(msg, len, &r)) {
-		dispatch_request(d, c, &r);
+	if (proto_request_peek(msg, len, &r)) {
+		dispatch_request(dp, c, &r);
 		return 0;
 	}
 
 	/* General path: unusual encodings, responses, and every malformed shape. */
-	if (msgpack_unpack(msg, len, &off, &c->zone, &obj) != MSGPACK_UNPACK_SUCCESS) {
-		msgpack_zone_clear(&c->zone);
-		d->st.errors_total++;
+	if (msgpack_unpack(msg, len, &off, &dp->zone, &obj) != MSGPACK_UNPACK_SUCCESS) {
+		msgpack_zone_clear(&dp->zone);
+		dp->st.errors_total++;
 		return -EBADMSG;
 	}
 	e = proto_msg_parse(&obj, &pm, &reason);
 	if (e != PROTO_OK) {
-		msgpack_zone_clear(&c->zone);
+		msgpack_zone_clear(&dp->zone);
 		if (pm.type == PROTO_REQUEST)
-			conn_reply_error(c, pm.msgid, e, "%s", reason ? reason : "bad request");
+			dispatch_reply_error(dp, c, pm.msgid, false, e, "%s",
+					     reason ? reason : "bad request");
 		else
-			d->st.errors_total++;
+			dp->st.errors_total++;
 		log_info("connection %llu: %s", (unsigned long long)c->id,
 			 reason ? reason : "bad request");
 		return -EBADMSG;
 	}
 	if (pm.type == PROTO_RESPONSE) {
 		/* Clients have nothing to answer; ignore rather than punish. */
-		msgpack_zone_clear(&c->zone);
+		msgpack_zone_clear(&dp->zone);
 		return 0;
 	}
 	r.msgid = pm.msgid;
@@ -549,13 +517,72 @@ int dispatch_message(lmmsd *d, conn *c, const char *msg, size_t len)
 	r.method_len = pm.method_len;
 	/* params is the last element: its bytes run to the end of the message */
 	if (pm.method < msg || pm.method + pm.method_len > msg + len) {
-		msgpack_zone_clear(&c->zone);
-		conn_reply_error(c, pm.msgid, PROTO_E_INTERNAL, "cannot locate params");
+		msgpack_zone_clear(&dp->zone);
+		dispatch_reply_error(dp, c, pm.msgid, false, PROTO_E_INTERNAL,
+				     "cannot locate params");
 		return -EBADMSG;
 	}
 	r.params = pm.method + pm.method_len;
 	r.params_len = (size_t)(msg + len - r.params);
-	msgpack_zone_clear(&c->zone);
-	dispatch_request(d, c, &r);
+	msgpack_zone_clear(&dp->zone);
+	dispatch_request(dp, c, &r);
 	return 0;
+}
+
+void dispatch_on_close(void *ud, conn *c)
+{
+	(void)ud;
+	(void)c;
+}
+
+int dispatch_init(dispatch *dp, uv_loop_t *loop, const config *cfg, registry *reg, heat *ht,
+		  cache *ch, struct builtin *bi)
+{
+	int r;
+
+	memset(dp, 0, sizeof(*dp));
+	list_init(&dp->calls);
+	dp->loop = loop;
+	dp->cfg = cfg;
+	dp->reg = reg;
+	dp->heat = ht;
+	dp->cache = ch;
+	dp->builtin = bi;
+	if (!msgpack_zone_init(&dp->zone, 2048))
+		return -ENOMEM;
+	dp->zone_open = true;
+	r = uv_timer_init(loop, &dp->expire_timer);
+	if (r < 0)
+		return r;
+	dp->expire_open = true;
+	dp->expire_timer.data = dp;
+	uv_unref((uv_handle_t *)&dp->expire_timer);
+	dispatch_config_changed(dp);
+	return 0;
+}
+
+void dispatch_stop(dispatch *dp)
+{
+	dp->shutting_down = true;
+}
+
+uint32_t dispatch_pool_in_flight(const dispatch *dp)
+{
+	uint32_t n = 0;
+
+	for (const list_node *i = dp->calls.next; i != &dp->calls; i = i->next)
+		n++;
+	return n;
+}
+
+void dispatch_fini(dispatch *dp)
+{
+	if (dp->expire_open) {
+		dp->expire_open = false;
+		uv_close((uv_handle_t *)&dp->expire_timer, NULL);
+	}
+	if (dp->zone_open) {
+		dp->zone_open = false;
+		msgpack_zone_destroy(&dp->zone);
+	}
 }

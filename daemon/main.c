@@ -143,16 +143,15 @@ int main(int argc, char **argv)
 	loop = uv_default_loop();
 	r = lmmsd_init(d, loop);
 	if (r < 0) {
-		log_err("cannot start: %s", strerror(-r));
+		log_err("cannot start: %s", uv_strerror(r));
+		lmmsd_fini(d);
+		uv_loop_close(loop);
 		return 1;
 	}
 	listen_fd = notify_listen_fd();
 	r = lmmsd_start(d, listen_fd);
 	if (r < 0) {
-		log_err("cannot listen on %s: %s", d->socket_path,
-			r > -4096 ? uv_strerror(r) : "error");
-		lmmsd_shutdown(d);
-		uv_run(loop, UV_RUN_DEFAULT);
+		log_err("cannot listen on %s: %s", d->socket_path, uv_strerror(r));
 		lmmsd_fini(d);
 		uv_loop_close(loop);
 		return 1;

@@ -1,62 +1,107 @@
 /*
- * notify.c - systemd integration: readiness, status, stopping, socket
- * activation and a watchdog that only pets when both the event loop and the
- * thread pool answer. Compiles to no-ops without libsystemd.
+ * notify.c - sd_notify and sd_listen_fds, written out (see notify.h).
  */
+#include "notify.h"
+
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
-#include "daemon.h"
-#include "lmms-build-config.h"
 #include "log.h"
 #include "util.h"
 
-#if HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
+#define LISTEN_FDS_START 3
 
-static void notify_status_line(lmmsd *d, char *buf, size_t n)
+void notify_init(notify *n, uv_loop_t *loop, void (*status)(void *ud, char *buf, size_t len),
+		 void *ud)
 {
-	snprintf(buf, n, "STATUS=%u of %u modules resident, %llu requests, %u connections",
-		 d->reg.n_resident, d->reg.n_mods, (unsigned long long)d->st.requests_total,
-		 d->srv.n_conns);
-}
+	const char *e = getenv("NOTIFY_SOCKET");
+	size_t len;
 
-void notify_ready(lmmsd *d)
-{
-	char status[256];
-
-	notify_status_line(d, status, sizeof(status));
-	sd_notifyf(0, "READY=1\n%s\nMAINPID=%lu", status, (unsigned long)getpid());
-}
-
-void notify_status(lmmsd *d)
-{
-	char status[256];
-
-	notify_status_line(d, status, sizeof(status));
-	sd_notify(0, status);
-}
-
-void notify_stopping(lmmsd *d)
-{
-	(void)d;
-	sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
-}
-
-int notify_listen_fd(void)
-{
-	int n = sd_listen_fds(1);
-
-	if (n <= 0)
-		return -1;
-	if (n > 1)
-		log_warn("socket activation passed %d sockets; using the first", n);
-	if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0) {
-		log_err("socket activation: fd %d is not a listening Unix stream socket",
-			SD_LISTEN_FDS_START);
-		return -1;
+	memset(n, 0, sizeof(*n));
+	n->loop = loop;
+	n->status = status;
+	n->ud = ud;
+	if (!e || !*e)
+		return;
+	len = strlen(e);
+	if ((e[0] != '/' && e[0] != '@') || len >= sizeof(n->addr)) {
+		log_warn("NOTIFY_SOCKET=%s is not a socket path: not notifying the service manager",
+			 e);
+		return;
 	}
-	return SD_LISTEN_FDS_START;
+	memcpy(n->addr, e, len);
+	if (n->addr[0] == '@')
+		n->addr[0] = '\0'; /* abstract namespace */
+	n->addr_len = len;
+	n->enabled = true;
+}
+
+int notify_send(notify *n, const char *text)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t salen;
+	ssize_t r;
+	int fd, e = 0;
+
+	if (!n->enabled)
+		return 0;
+	memcpy(sa.sun_path, n->addr, n->addr_len);
+	salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n->addr_len +
+			    (n->addr[0] ? 1 : 0));
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = sendto(fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		   salen);
+	if (r < 0)
+		e = -errno;
+	close(fd);
+	if (e == 0)
+		n->sent++;
+	else
+		log_debug("notify: %s", strerror(-e));
+	return e;
+}
+
+static void notify_status_text(notify *n, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (n->status)
+		n->status(n->ud, buf, len);
+}
+
+void notify_ready(notify *n)
+{
+	char status[256], msg[384];
+
+	if (!n->enabled)
+		return;
+	notify_status_text(n, status, sizeof(status));
+	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s\nMAINPID=%lu", status,
+		 (unsigned long)getpid());
+	notify_send(n, msg);
+}
+
+void notify_status(notify *n)
+{
+	char status[256], msg[300];
+
+	if (!n->enabled)
+		return;
+	notify_status_text(n, status, sizeof(status));
+	snprintf(msg, sizeof(msg), "STATUS=%s", status);
+	notify_send(n, msg);
+}
+
+void notify_stopping(notify *n)
+{
+	notify_send(n, "STOPPING=1\nSTATUS=shutting down");
 }
 
 static void watchdog_noop(uv_work_t *w)
@@ -66,11 +111,11 @@ static void watchdog_noop(uv_work_t *w)
 
 static void watchdog_noop_done(uv_work_t *w, int status)
 {
-	lmmsd *d = w->data;
+	notify *n = w->data;
 
 	(void)status;
-	d->watchdog_work_busy = false;
-	d->watchdog_pool_ok_ms = now_ms();
+	n->probe_busy = false;
+	n->pool_ok_ms = uv_now(n->loop);
 }
 
 /* The timer firing proves the loop runs; the no-op job proves the pool
@@ -78,43 +123,99 @@ static void watchdog_noop_done(uv_work_t *w, int status)
  * systemd restarts us. */
 static void watchdog_on_timer(uv_timer_t *t)
 {
-	lmmsd *d = t->data;
-	uint64_t interval = t->repeat;
+	notify *n = t->data;
+	uint64_t interval = uv_timer_get_repeat(t), now = uv_now(n->loop);
 
-	if (!d->watchdog_work_busy) {
-		d->watchdog_work.data = d;
-		if (uv_queue_work(d->loop, &d->watchdog_work, watchdog_noop,
-				  watchdog_noop_done) == 0)
-			d->watchdog_work_busy = true;
+	if (!n->probe_busy) {
+		n->probe.data = n;
+		if (uv_queue_work(n->loop, &n->probe, watchdog_noop, watchdog_noop_done) == 0)
+			n->probe_busy = true;
 	}
-	if (now_ms() - d->watchdog_pool_ok_ms <= 2 * interval)
-		sd_notify(0, "WATCHDOG=1");
+	if (now - n->pool_ok_ms <= 2 * interval)
+		notify_send(n, "WATCHDOG=1");
 	else
 		log_warn("watchdog: thread pool has not answered for %llu ms",
-			 (unsigned long long)(now_ms() - d->watchdog_pool_ok_ms));
-	notify_status(d);
+			 (unsigned long long)(now - n->pool_ok_ms));
+	notify_status(n);
 }
 
-void notify_watchdog_start(lmmsd *d)
+static int env_u64(const char *name, uint64_t *out)
 {
-	uint64_t usec = 0;
+	const char *e = getenv(name);
+	char *end;
+	unsigned long long v;
 
-	if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 2000)
+	if (!e || !*e)
+		return -ENOENT;
+	errno = 0;
+	v = strtoull(e, &end, 10);
+	if (errno || *end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+void notify_watchdog_start(notify *n)
+{
+	uint64_t usec = 0, pid;
+
+	if (!n->enabled || env_u64("WATCHDOG_USEC", &usec) < 0 || usec < 2000)
 		return;
-	uv_timer_init(d->loop, &d->watchdog_timer);
-	d->watchdog_timer.data = d;
-	d->watchdog_pool_ok_ms = now_ms();
-	uv_timer_start(&d->watchdog_timer, watchdog_on_timer, 0, usec / 2000);
-	uv_unref((uv_handle_t *)&d->watchdog_timer);
+	if (env_u64("WATCHDOG_PID", &pid) == 0 && pid != (uint64_t)getpid())
+		return;
+	if (uv_timer_init(n->loop, &n->watchdog) < 0)
+		return;
+	n->watchdog_open = true;
+	n->watchdog.data = n;
+	n->pool_ok_ms = uv_now(n->loop);
+	uv_timer_start(&n->watchdog, watchdog_on_timer, 0, usec / 2000);
+	uv_unref((uv_handle_t *)&n->watchdog);
 	log_info("watchdog: petting every %llu ms", (unsigned long long)(usec / 2000));
 }
 
-#else
+void notify_fini(notify *n)
+{
+	if (n->watchdog_open) {
+		n->watchdog_open = false;
+		uv_close((uv_handle_t *)&n->watchdog, NULL);
+	}
+}
 
-void notify_ready(lmmsd *d) { (void)d; }
-void notify_status(lmmsd *d) { (void)d; }
-void notify_stopping(lmmsd *d) { (void)d; }
-int notify_listen_fd(void) { return -1; }
-void notify_watchdog_start(lmmsd *d) { (void)d; }
+static bool fd_is_listening_unix_stream(int fd)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+	int type = 0, listening = 0;
+	socklen_t l1 = sizeof(type), l2 = sizeof(listening);
 
-#endif
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l1) < 0 || type != SOCK_STREAM)
+		return false;
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l2) < 0 || !listening)
+		return false;
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) < 0 || sa.sun_family != AF_UNIX)
+		return false;
+	return true;
+}
+
+int notify_listen_fd(void)
+{
+	uint64_t pid, n;
+	int fd = LISTEN_FDS_START;
+
+	if (env_u64("LISTEN_PID", &pid) < 0 || pid != (uint64_t)getpid() ||
+	    env_u64("LISTEN_FDS", &n) < 0 || n == 0)
+		return -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	for (uint64_t i = 0; i < n && i < 1024; i++)
+		(void)fcntl((int)(LISTEN_FDS_START + i), F_SETFD, FD_CLOEXEC);
+	if (n > 1)
+		log_warn("socket activation passed %llu sockets; using the first",
+			 (unsigned long long)n);
+	if (!fd_is_listening_unix_stream(fd)) {
+		log_err("socket activation: fd %d is not a listening Unix stream socket", fd);
+		return -1;
+	}
+	return fd;
+}

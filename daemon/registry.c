@@ -145,6 +145,8 @@ static int module_cmp(const void *a, const void *b)
 	return strcmp((*(module *const *)a)->name, (*(module *const *)b)->name);
 }
 
+static void module_resolve_config(module *m);
+
 static module *module_new(registry *r, const char *name, size_t len)
 {
 	module *m = calloc(1, sizeof(*m));
@@ -159,18 +161,42 @@ static module *module_new(registry *r, const char *name, size_t len)
 		free(m);
 		return NULL;
 	}
+	module_resolve_config(m);
 	return m;
+}
+
+static void module_resolve_config(module *m)
+{
+	m->policy = config_module_policy(m->reg->cfg, m->name);
+	m->grace_ms = config_module_grace_ms(m->reg->cfg, m->name);
 }
 
 static void module_free(module *m)
 {
 	for (uint32_t i = 0; i < m->n_ops; i++) {
 		free(m->ops[i]->method);
+		free(m->ops[i]->doc);
 		free(m->ops[i]);
 	}
 	free(m->ops);
 	free(m->path);
+	free(m->description);
+	call_settings_free(&m->settings);
 	free(m);
+}
+
+void module_unref(module *m)
+{
+	registry *r = m->reg;
+
+	if (--m->refs == 0 && r->on_released)
+		r->on_released(r->ud, m);
+}
+
+void registry_apply_config(registry *r)
+{
+	for (uint32_t i = 0; i < r->n_mods; i++)
+		module_resolve_config(r->mods[i]);
 }
 
 int registry_init(registry *r, const char *dir, const config *cfg)
@@ -359,6 +385,49 @@ static bool module_find_nodelete(void *handle, char *who, size_t n)
 	return false;
 }
 
+/* Does the module's op table, by its own op_size, reach field f? */
+#define OP_HAS(d, f) ((d)->op_size >= offsetof(lmms_op, f) + sizeof(((lmms_op *)0)->f))
+/* Does the descriptor, by its own size, reach field f? */
+#define DESC_HAS(d, f) \
+	((d)->size >= offsetof(lmms_module_desc, f) + sizeof(((lmms_module_desc *)0)->f))
+
+/* Module text is copied (bounded) so nothing we keep points into the module. */
+#define DOC_MAX 255
+
+static int strdup_bounded(char **dst, const char *src)
+{
+	char *p = strndup(src ? src : "", DOC_MAX);
+
+	if (!p)
+		return -ENOMEM;
+	free(*dst);
+	*dst = p;
+	return 0;
+}
+
+static int op_set_doc(op_info *op, const char *doc)
+{
+	return strdup_bounded(&op->doc, doc);
+}
+
+static void module_setting_one(void *ud, const char *key, const char *value)
+{
+	module *m = ud;
+
+	if (call_settings_add(&m->settings, key, value) < 0)
+		m->settings_oom = true;
+}
+
+/* A fresh copy of the module's own keys per load, so a reload of the
+ * configuration reaches the module the next time it is loaded. */
+static int module_settings_load(module *m)
+{
+	call_settings_free(&m->settings);
+	m->settings_oom = false;
+	config_module_settings(m->reg->cfg, m->name, module_setting_one, m);
+	return m->settings_oom ? -ENOMEM : 0;
+}
+
 static op_info *module_op_by_name(module *m, const char *name)
 {
 	for (uint32_t i = 0; i < m->n_ops; i++)
@@ -439,10 +508,9 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
 		op->cache_ttl_ms = o->cache_ttl_ms;
 		/* read by the module's op_size: an older module has no such field */
-		op->blocking_above =
-			d->op_size >= offsetof(lmms_op, blocking_above) + sizeof(o->blocking_above)
-				? o->blocking_above
-				: 0;
+		op->blocking_above = OP_HAS(d, blocking_above) ? o->blocking_above : 0;
+		if (op_set_doc(op, OP_HAS(d, doc) ? o->doc : NULL) < 0)
+			return -ENOMEM;
 	}
 	m->ops_known = true;
 	return 0;
@@ -551,12 +619,21 @@ int registry_load(registry *r, module *m)
 	memcpy(&m->desc, d, d->size < sizeof(m->desc) ? d->size : sizeof(m->desc));
 
 	rc = module_learn_ops(r, m, &m->desc);
-	if (rc < 0)
+	if (rc == 0)
+		rc = strdup_bounded(&m->description,
+				    DESC_HAS(&m->desc, description) ? m->desc.description : NULL);
+	if (rc == 0)
+		rc = module_settings_load(m);
+	if (rc < 0) {
+		if (rc == -ENOMEM)
+			snprintf(m->error, sizeof(m->error), "out of memory");
 		goto fail_close;
+	}
 
 	m->mstate = NULL;
 	if (m->desc.init) {
 		call_init(&ic, NULL, 0, m->name);
+		ic.settings = &m->settings;
 		rc = m->desc.init(&call_host, &ic, &m->mstate);
 		if (rc < 0) {
 			snprintf(m->error, sizeof(m->error), "init failed: %.200s",
@@ -567,6 +644,10 @@ int registry_load(registry *r, module *m)
 		}
 		call_fini(&ic);
 	}
+	for (uint32_t i = 0; i < m->settings.n; i++)
+		if (!m->settings.v[i].read)
+			log_warn("module %s: setting \"%s\" of [module %s] was never read by the module (a typo?)",
+				 m->name, m->settings.v[i].key, m->name);
 
 	rss_after = rss_bytes();
 	m->handle = handle;

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "call.h"
 #include "config.h"
 #include "heat.h"
 #include "hmap.h"
@@ -64,6 +65,7 @@ typedef struct op_info {
 	uint32_t cache_ttl_ms; /* as declared; 0 = cache.default_ttl */
 	uint32_t blocking_above; /* run on the pool above this many params bytes; 0 = never */
 	bool gone; /* the module no longer declares it */
+	char *doc; /* the op's one-line description, owned; "" when none */
 	op_heat heat; /* ZAFP metrics, kept across unloads */
 } op_info;
 
@@ -75,9 +77,16 @@ struct module {
 	module_state state;
 	bool unloading; /* set before fini: no path may call in from then on */
 
+	/* resolved from the configuration at load and on reload */
+	module_policy policy;
+	uint64_t grace_ms;
+
 	void *handle; /* dlopen handle while callable */
 	lmms_module_desc desc; /* copied by the module's size, zero beyond it */
 	void *mstate; /* what init stored */
+	char *description; /* from the descriptor, owned; kept across unloads */
+	call_settings settings; /* the module's own [module NAME] keys, owned, rebuilt per load */
+	bool settings_oom;
 
 	op_info **ops; /* owned; pointers stay stable for the fast path */
 	uint32_t n_ops;
@@ -114,11 +123,33 @@ struct registry {
 	long dir_mtime_ns; /* of the last scan */
 	uint64_t last_scan_ms;
 
-	/* Called after a module was unloaded (or found pinned), for the cache and
-	 * ZAFP to drop what points at it. */
+	/* Called once a module is no longer callable, before its fini, for the
+	 * cache and ZAFP to drop what points at it. */
 	void (*on_unload)(void *ud, module *m);
+	/* Called when a module's last op in flight returned (refs reached 0). */
+	void (*on_released)(void *ud, module *m);
 	void *ud;
 };
+
+/*
+ * References. Every path that runs an op holds one from before it reads the
+ * op's function until after its completion ran; registry_unload refuses while
+ * any is held. These are the only places refs and last_used_ms change.
+ */
+static inline void module_ref(module *m)
+{
+	m->refs++;
+}
+
+void module_unref(module *m);
+
+static inline void module_touch(module *m, uint64_t now_ms)
+{
+	m->last_used_ms = now_ms;
+}
+
+/* Resolve every module's policy and grace again (after a reload). */
+void registry_apply_config(registry *r);
 
 int registry_init(registry *r, const char *dir, const config *cfg);
 void registry_fini(registry *r); /* unloads every module (fini + dlclose) */

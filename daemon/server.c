@@ -1,6 +1,7 @@
 /*
- * server.c - Unix socket listener, per-connection stream decoding, replies,
- * backpressure and connection deadlines.
+ * server.c - Unix socket listener, per-connection stream framing, replies,
+ * backpressure and connection deadlines. Includes nothing from the layers
+ * above: whole messages leave through server_callbacks.on_message.
  */
 #include "server.h"
 
@@ -15,57 +16,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "dispatch.h"
 #include "log.h"
-#include "util.h"
 
 #define READ_CHUNK (64 * 1024)
-#define REAPER_INTERVAL_MS 250
-
-/* ---- byte buffers ---- */
-
-int bbuf_reserve(bbuf *b, size_t extra)
-{
-	size_t need = b->len + extra, cap;
-	char *p;
-
-	if (need < b->len)
-		return -ENOMEM;
-	if (need <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 4096;
-	while (cap < need)
-		cap *= 2;
-	p = realloc(b->data, cap);
-	if (!p)
-		return -ENOMEM;
-	b->data = p;
-	b->cap = cap;
-	return 0;
-}
-
-int bbuf_append(bbuf *b, const void *p, size_t n)
-{
-	int r = bbuf_reserve(b, n);
-
-	if (r < 0)
-		return r;
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	return 0;
-}
-
-void bbuf_free(bbuf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
-
-int bbuf_msgpack_write(void *data, const char *buf, size_t len)
-{
-	return bbuf_append(data, buf, len) < 0 ? -1 : 0;
-}
 
 /* ---- connections ---- */
 
@@ -81,7 +34,6 @@ static void conn_free(conn *c)
 	free(c->ibuf);
 	bbuf_free(&c->out);
 	bbuf_free(&c->wbuf);
-	msgpack_zone_destroy(&c->zone);
 	free(c);
 }
 
@@ -93,14 +45,12 @@ void conn_unref(conn *c)
 
 static void conn_on_close(uv_handle_t *h)
 {
-	conn *c = h->data;
-
-	conn_unref(c);
+	conn_unref(h->data);
 }
 
 void conn_close(conn *c)
 {
-	server *s = &c->d->srv;
+	server *s = c->srv;
 
 	if (c->closing)
 		return;
@@ -113,12 +63,19 @@ void conn_close(conn *c)
 		c->next->prev = c->prev;
 	s->n_conns--;
 	log_debug("connection %llu closed", (unsigned long long)c->id);
+	if (s->cb.on_close)
+		s->cb.on_close(s->ud, c);
 	uv_close((uv_handle_t *)&c->pipe, conn_on_close);
 }
 
-static size_t conn_unsent(const conn *c)
+size_t conn_unsent(const conn *c)
 {
 	return c->out.len + c->wbuf.len;
+}
+
+static uint64_t conn_now(const conn *c)
+{
+	return uv_now(c->srv->loop);
 }
 
 static void conn_on_write(uv_write_t *req, int status)
@@ -127,6 +84,7 @@ static void conn_on_write(uv_write_t *req, int status)
 
 	c->writing = false;
 	c->wbuf.len = 0;
+	c->write_stalled_since_ms = 0;
 	if (status < 0 && !c->closing) {
 		log_debug("connection %llu: write failed: %s", (unsigned long long)c->id,
 			  uv_strerror(status));
@@ -137,6 +95,12 @@ static void conn_on_write(uv_write_t *req, int status)
 	conn_unref(c);
 }
 
+/*
+ * Write what is queued. The common case, a reply that fits the socket
+ * buffer, goes out through uv_try_write with no write request: that saves
+ * libuv starting and stopping write-watching (an epoll_ctl each) on every
+ * reply. Only a remainder is handed to uv_write.
+ */
 void conn_flush(conn *c)
 {
 	bbuf tmp;
@@ -150,6 +114,30 @@ void conn_flush(conn *c)
 			conn_close(c);
 		return;
 	}
+	b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+	r = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
+	if (r == (int)c->out.len) {
+		c->out.len = 0;
+		c->last_activity_ms = conn_now(c);
+		c->write_stalled_since_ms = 0;
+		if (c->fatal || (c->eof && c->inflight == 0 && !c->backlog))
+			conn_close(c);
+		return;
+	}
+	if (r < 0 && r != UV_EAGAIN) {
+		log_debug("connection %llu: write failed: %s", (unsigned long long)c->id,
+			  uv_strerror(r));
+		conn_close(c);
+		return;
+	}
+	if (r > 0) {
+		memmove(c->out.data, c->out.data + r, c->out.len - (size_t)r);
+		c->out.len -= (size_t)r;
+		c->last_activity_ms = conn_now(c);
+		c->write_stalled_since_ms = 0;
+	}
+	if (!c->write_stalled_since_ms)
+		c->write_stalled_since_ms = conn_now(c);
 	tmp = c->wbuf;
 	c->wbuf = c->out;
 	c->out = tmp;
@@ -164,13 +152,23 @@ void conn_flush(conn *c)
 	}
 	c->writing = true;
 	conn_ref(c);
-	c->last_activity_ms = now_ms();
 }
 
 static void conn_out_fail(conn *c)
 {
 	log_err("connection %llu: out of memory for output", (unsigned long long)c->id);
 	conn_close(c);
+}
+
+int conn_send(conn *c, const void *msg, size_t len)
+{
+	if (c->closing)
+		return -EPIPE;
+	if (bbuf_append(&c->out, msg, len) < 0) {
+		conn_out_fail(c);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void conn_reply_raw(conn *c, uint32_t msgid, const char *result, size_t len)
@@ -190,7 +188,6 @@ void conn_reply_error(conn *c, uint32_t msgid, proto_err code, const char *fmt, 
 	msgpack_packer pk;
 	va_list ap;
 
-	c->d->st.errors_total++;
 	if (c->closing)
 		return;
 	va_start(ap, fmt);
@@ -201,34 +198,24 @@ void conn_reply_error(conn *c, uint32_t msgid, proto_err code, const char *fmt, 
 		conn_out_fail(c);
 }
 
-msgpack_packer *conn_reply_begin(conn *c, uint32_t msgid, msgpack_packer *pk)
+static void conn_stop_reading(conn *c)
 {
-	msgpack_packer_init(pk, &c->out, bbuf_msgpack_write);
-	proto_pack_response_ok(pk, msgid);
-	return pk;
-}
-
-void conn_reply_end(conn *c)
-{
-	(void)c; /* flushed by the caller's processing loop */
+	if (c->reading) {
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	}
 }
 
 /* A malformed message: answer if we can, then close after the flush. */
 static void conn_fail(conn *c, proto_scan *sc, const char *what)
 {
-	lmmsd *d = c->d;
-
 	log_info("connection %llu (pid %d uid %u): %s: %s", (unsigned long long)c->id, (int)c->pid,
 		 (unsigned)c->uid, what, sc->reason ? sc->reason : "malformed");
+	c->srv->st.malformed++;
 	if (sc->have_msgid)
 		conn_reply_error(c, sc->msgid, sc->err, "%s", sc->reason ? sc->reason : what);
-	else
-		d->st.errors_total++;
 	c->fatal = true;
-	if (c->reading) {
-		uv_read_stop((uv_stream_t *)&c->pipe);
-		c->reading = false;
-	}
+	conn_stop_reading(c);
 	c->ilen = 0;
 	conn_flush(c);
 }
@@ -236,7 +223,7 @@ static void conn_fail(conn *c, proto_scan *sc, const char *what)
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	conn *c = h->data;
-	size_t limit = c->d->limits.max_message_bytes + READ_CHUNK;
+	size_t limit = c->srv->limits.proto.max_message_bytes + READ_CHUNK;
 	size_t want = READ_CHUNK;
 
 	(void)suggested;
@@ -269,8 +256,7 @@ static void conn_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 			log_debug("connection %llu: read: %s", (unsigned long long)c->id,
 				  uv_strerror((int)n));
 		/* The peer is gone or half-closed: answer what it sent, then close. */
-		uv_read_stop(st);
-		c->reading = false;
+		conn_stop_reading(c);
 		c->eof = true;
 		conn_process(c);
 		return;
@@ -278,7 +264,7 @@ static void conn_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	if (n == 0)
 		return;
 	c->ilen += (size_t)n;
-	c->last_activity_ms = now_ms();
+	c->last_activity_ms = conn_now(c);
 	if (!c->partial_since_ms)
 		c->partial_since_ms = c->last_activity_ms;
 	conn_process(c);
@@ -286,22 +272,24 @@ static void conn_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 static bool conn_can_take_more(const conn *c)
 {
-	const config *cfg = &c->d->cfg;
+	const server_limits *l = &c->srv->limits;
 
-	return !c->closing && !c->fatal && c->inflight < cfg->server.max_inflight &&
-	       conn_unsent(c) <= cfg->server.max_output_bytes;
+	return !c->closing && !c->fatal && c->inflight < l->max_inflight &&
+	       conn_unsent(c) <= l->max_output_bytes;
 }
 
-/* Decode and dispatch every whole message in the input buffer, as far as the
+/* Frame and hand up every whole message in the input buffer, as far as the
  * in-flight and output caps allow, then set reading accordingly. */
 static void conn_process(conn *c)
 {
+	server *s = c->srv;
 	size_t pos = 0;
 
 	conn_ref(c);
 	while (conn_can_take_more(c) && pos < c->ilen) {
-		proto_scan_status st = proto_scan_feed(&c->scan, &c->d->limits, c->ibuf + pos,
+		proto_scan_status st = proto_scan_feed(&c->scan, &s->limits.proto, c->ibuf + pos,
 						       c->ilen - pos);
+		size_t len;
 
 		if (st == PROTO_SCAN_MORE)
 			break;
@@ -310,21 +298,20 @@ static void conn_process(conn *c)
 			pos = c->ilen = 0;
 			break;
 		}
-		size_t len = c->scan.msg_len;
-
+		len = c->scan.msg_len;
 		proto_scan_reset(&c->scan);
-		if (dispatch_message(c->d, c, c->ibuf + pos, len) < 0) {
+		pos += len;
+		if (s->cb.on_message(s->ud, c, c->ibuf + pos - len, len) < 0) {
+			/* the layer above answered and counted it */
 			c->fatal = true;
-			pos += len;
 			break;
 		}
-		pos += len;
 	}
 	if (pos > 0 && !c->closing) {
+		/* The scanner's offsets are relative to the message start, which
+		 * is the buffer start again after this. */
 		memmove(c->ibuf, c->ibuf + pos, c->ilen - pos);
 		c->ilen -= pos;
-		/* The scanner's offsets are relative to the message start, which
-		 * is now the buffer start again. */
 	}
 	if (!c->closing) {
 		/* Whole messages left unprocessed because of the caps. */
@@ -334,18 +321,24 @@ static void conn_process(conn *c)
 		if (!c->ilen)
 			c->partial_since_ms = 0;
 		else if (pos > 0 || !c->partial_since_ms)
-			c->partial_since_ms = now_ms();
-		if (conn_can_take_more(c) && !c->eof && !c->d->shutting_down) {
-			if (!c->reading && c->ilen < c->d->limits.max_message_bytes + READ_CHUNK &&
+			c->partial_since_ms = conn_now(c);
+		if (conn_can_take_more(c) && !c->eof && !c->held && !s->draining) {
+			if (!c->reading &&
+			    c->ilen < s->limits.proto.max_message_bytes + READ_CHUNK &&
 			    uv_read_start((uv_stream_t *)&c->pipe, conn_alloc, conn_on_read) == 0)
 				c->reading = true;
-		} else if (c->reading) {
-			uv_read_stop((uv_stream_t *)&c->pipe);
-			c->reading = false;
+		} else {
+			conn_stop_reading(c);
 		}
 		conn_flush(c);
 	}
 	conn_unref(c);
+}
+
+void conn_request_begin(conn *c)
+{
+	c->inflight++;
+	conn_ref(c);
 }
 
 void conn_request_done(conn *c)
@@ -353,6 +346,15 @@ void conn_request_done(conn *c)
 	c->inflight--;
 	if (!c->closing)
 		conn_process(c);
+	conn_unref(c);
+}
+
+void conn_hold(conn *c, bool hold)
+{
+	if (c->held == hold || c->closing)
+		return;
+	c->held = hold;
+	conn_process(c);
 }
 
 static void conn_read_creds(conn *c)
@@ -391,18 +393,20 @@ static uint32_t server_conns_of_uid(const server *s, uid_t uid)
 }
 
 /* A connection with its pipe initialised but not yet open or listed. */
-static conn *conn_new(server *s, lmmsd *d)
+static conn *conn_new(server *s)
 {
 	conn *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
-	c->d = d;
+	c->srv = s;
 	c->refs = 1;
 	c->id = ++s->next_id;
-	msgpack_zone_init(&c->zone, 2048);
 	proto_scan_reset(&c->scan);
-	uv_pipe_init(d->loop, &c->pipe, 0);
+	if (uv_pipe_init(s->loop, &c->pipe, 0) < 0) {
+		free(c);
+		return NULL;
+	}
 	c->pipe.data = c;
 	return c;
 }
@@ -421,54 +425,71 @@ static void conn_link(server *s, conn *c)
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	c->last_activity_ms = now_ms();
+	c->last_activity_ms = uv_now(s->loop);
 }
 
+/*
+ * libuv calls this once per connection it finds pending and keeps accepting
+ * until the queue is empty, as long as each call accepts. So a connection
+ * over a cap is accepted and closed at once rather than left in the queue:
+ * one uid's storm fills the backlog only for as long as the loop takes to
+ * drain it, and other uids' connects keep getting through.
+ */
 static void server_on_connection(uv_stream_t *l, int status)
 {
 	server *s = l->data;
-	lmmsd *d = s->d;
+	const char *why = NULL;
 	conn *c;
 
 	if (status < 0) {
 		log_warn("accept: %s", uv_strerror(status));
 		return;
 	}
-	c = conn_new(s, d);
-	if (!c)
+	c = conn_new(s);
+	if (!c) {
+		/* Take it off the queue even so: libuv stops watching the
+		 * listener until the pending connection is accepted. */
+		uv_pipe_t *tmp = malloc(sizeof(*tmp));
+
+		log_err("accept: out of memory");
+		if (tmp && uv_pipe_init(s->loop, tmp, 0) == 0) {
+			(void)uv_accept(l, (uv_stream_t *)tmp);
+			uv_close((uv_handle_t *)tmp, (uv_close_cb)free);
+		} else {
+			free(tmp);
+		}
 		return;
+	}
 	if (uv_accept(l, (uv_stream_t *)&c->pipe) < 0) {
 		conn_discard(c);
 		return;
 	}
 	conn_read_creds(c);
 
-	if (s->n_conns >= d->cfg.server.max_connections ||
-	    server_conns_of_uid(s, c->uid) >= d->cfg.server.max_connections_per_uid ||
-	    d->shutting_down) {
+	if (s->draining)
+		why = "shutting down";
+	else if (s->n_conns >= s->limits.max_connections)
+		why = "too many connections";
+	else if (server_conns_of_uid(s, c->uid) >= s->limits.max_connections_per_uid)
+		why = "too many connections of this uid";
+	if (why) {
+		s->st.connections_refused++;
 		log_warn("refusing connection from pid %d uid %u: %s", (int)c->pid,
-			 (unsigned)c->uid,
-			 d->shutting_down ? "shutting down" : "too many connections");
+			 (unsigned)c->uid, why);
 		conn_discard(c);
 		return;
 	}
-
 	conn_link(s, c);
-	d->st.connections_total++;
+	s->st.connections_total++;
 	log_debug("connection %llu from pid %d uid %u", (unsigned long long)c->id, (int)c->pid,
 		  (unsigned)c->uid);
 	conn_process(c);
 }
 
-/* A connection over an fd the caller already has (one end of a socketpair),
- * for the benchmark and tests that drive dispatch_message directly. It is not
- * read from until conn_process runs, so the caller owns the input side. */
-conn *server_conn_open(server *s, struct lmmsd *d, int fd)
+conn *server_conn_open(server *s, int fd)
 {
-	conn *c;
+	conn *c = conn_new(s);
 
-	s->d = d;
-	c = conn_new(s, d);
 	if (!c)
 		return NULL;
 	if (uv_pipe_open(&c->pipe, fd) < 0) {
@@ -477,33 +498,39 @@ conn *server_conn_open(server *s, struct lmmsd *d, int fd)
 	}
 	conn_read_creds(c);
 	conn_link(s, c);
+	s->st.connections_total++;
+	conn_process(c);
 	return c;
 }
 
-/* Idle connections and messages that never complete (slowloris). */
+static void server_timeout(server *s, conn *c, const char *what, uint64_t ms)
+{
+	log_info("connection %llu (pid %d uid %u): %s %llu ms, closing",
+		 (unsigned long long)c->id, (int)c->pid, (unsigned)c->uid, what,
+		 (unsigned long long)ms);
+	s->st.timeouts++;
+	conn_close(c);
+}
+
+/* Deadlines: see server.h. */
 static void server_on_reaper(uv_timer_t *t)
 {
 	server *s = t->data;
-	const config *cfg = &s->d->cfg;
-	uint64_t now = now_ms();
+	const server_limits *l = &s->limits;
+	uint64_t now = uv_now(s->loop);
 	conn *next;
 
-	dispatch_expire_calls(s->d, now);
 	for (conn *c = s->conns; c; c = next) {
 		next = c->next;
-		if (c->inflight || c->writing)
-			continue;
-		if (cfg->server.message_timeout_ms && c->partial_since_ms &&
-		    now - c->partial_since_ms > cfg->server.message_timeout_ms) {
-			log_info("connection %llu (pid %d uid %u): message incomplete after %llu ms, closing",
-				 (unsigned long long)c->id, (int)c->pid, (unsigned)c->uid,
-				 (unsigned long long)(now - c->partial_since_ms));
-			conn_close(c);
-		} else if (cfg->server.idle_timeout_ms &&
-			   now - c->last_activity_ms > cfg->server.idle_timeout_ms) {
-			log_debug("connection %llu idle, closing", (unsigned long long)c->id);
-			conn_close(c);
-		}
+		if (l->write_timeout_ms && c->write_stalled_since_ms &&
+		    now - c->write_stalled_since_ms > l->write_timeout_ms)
+			server_timeout(s, c, "output made no progress for", now - c->write_stalled_since_ms);
+		else if (l->message_timeout_ms && c->partial_since_ms && !c->backlog &&
+			 now - c->partial_since_ms > l->message_timeout_ms)
+			server_timeout(s, c, "message incomplete after", now - c->partial_since_ms);
+		else if (l->idle_timeout_ms && !c->inflight && !conn_unsent(c) &&
+			 now - c->last_activity_ms > l->idle_timeout_ms)
+			server_timeout(s, c, "idle for", now - c->last_activity_ms);
 	}
 }
 
@@ -569,69 +596,102 @@ static int server_prepare_path(const char *path)
 	return 0;
 }
 
-int server_start(server *s, lmmsd *d, const char *path, int fd)
+void server_init(server *s, uv_loop_t *loop, const server_limits *l, const server_callbacks *cb,
+		 void *ud)
+{
+	memset(s, 0, sizeof(*s));
+	s->loop = loop;
+	s->limits = *l;
+	s->cb = *cb;
+	s->ud = ud;
+}
+
+void server_set_limits(server *s, const server_limits *l)
+{
+	s->limits = *l;
+}
+
+int server_start(server *s, const char *path, int fd)
 {
 	int r;
 
-	memset(s, 0, sizeof(*s));
-	s->d = d;
-	r = uv_pipe_init(d->loop, &s->listener, 0);
+	r = uv_timer_init(s->loop, &s->reaper);
 	if (r < 0)
 		return r;
+	s->reaper_open = true;
+	s->reaper.data = s;
+	r = uv_pipe_init(s->loop, &s->listener, 0);
+	if (r < 0)
+		return r;
+	s->listener_open = true;
 	s->listener.data = s;
 
 	if (fd >= 0) {
 		r = uv_pipe_open(&s->listener, fd);
 		if (r < 0)
-			goto fail_close;
+			return r;
 	} else {
+		if (snprintf(s->path, sizeof(s->path), "%s", path) >= (int)sizeof(s->path))
+			return -ENAMETOOLONG;
 		r = server_prepare_path(path);
 		if (r < 0)
-			goto fail_close;
+			return r;
 		r = uv_pipe_bind(&s->listener, path);
 		if (r < 0) {
 			log_err("bind %s: %s", path, uv_strerror(r));
-			goto fail_close;
+			return r;
 		}
 		s->own_socket = true;
 		if (chmod(path, 0660) < 0) {
 			r = -errno;
 			log_err("chmod %s: %s", path, strerror(errno));
-			goto fail_unlink;
+			return r;
 		}
 	}
-	r = uv_listen((uv_stream_t *)&s->listener, 128, server_on_connection);
+	r = uv_listen((uv_stream_t *)&s->listener, (int)s->limits.backlog, server_on_connection);
 	if (r < 0) {
 		log_err("listen: %s", uv_strerror(r));
-		goto fail_unlink;
+		return r;
 	}
 	s->listening = true;
-
-	uv_timer_init(d->loop, &s->reaper);
-	s->reaper.data = s;
-	uv_timer_start(&s->reaper, server_on_reaper, REAPER_INTERVAL_MS, REAPER_INTERVAL_MS);
+	uv_timer_start(&s->reaper, server_on_reaper, SERVER_REAPER_MS, SERVER_REAPER_MS);
 	uv_unref((uv_handle_t *)&s->reaper);
 	return 0;
+}
 
-fail_unlink:
-	if (s->own_socket)
-		unlink(path);
-fail_close:
-	uv_close((uv_handle_t *)&s->listener, NULL);
-	return r;
+void server_listen_name(server *s, char *buf, size_t n)
+{
+	size_t len = n;
+
+	if (!n)
+		return;
+	if (!s->listener_open || uv_pipe_getsockname(&s->listener, buf, &len) < 0 || len >= n)
+		len = 0;
+	buf[len] = '\0';
 }
 
 void server_stop_listening(server *s)
 {
-	if (!s->listening)
-		return;
-	s->listening = false;
-	uv_close((uv_handle_t *)&s->listener, NULL);
-	if (s->own_socket)
-		unlink(s->d->socket_path);
+	if (s->listening) {
+		s->listening = false;
+		if (s->own_socket)
+			unlink(s->path);
+	}
+	if (s->listener_open) {
+		s->listener_open = false;
+		uv_close((uv_handle_t *)&s->listener, NULL);
+	}
 }
 
-void server_close_all(server *s)
+void server_drain(server *s)
+{
+	s->draining = true;
+	server_stop_listening(s);
+	for (conn *c = s->conns; c; c = c->next)
+		conn_stop_reading(c);
+}
+
+void server_close(server *s)
 {
 	conn *next;
 
@@ -640,14 +700,16 @@ void server_close_all(server *s)
 		next = c->next;
 		conn_close(c);
 	}
-	if (s->reaper.loop && !uv_is_closing((uv_handle_t *)&s->reaper))
+	if (s->reaper_open) {
+		s->reaper_open = false;
 		uv_close((uv_handle_t *)&s->reaper, NULL);
+	}
 }
 
 bool server_idle(const server *s)
 {
 	for (const conn *c = s->conns; c; c = c->next)
-		if (c->inflight || c->writing || c->out.len)
+		if (c->inflight || conn_unsent(c))
 			return false;
 	return true;
 }

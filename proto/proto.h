@@ -128,6 +128,26 @@ typedef struct proto_msg {
  */
 proto_err proto_msg_parse(const msgpack_object *o, proto_msg *m, const char **reason);
 
+/*
+ * The common encoding of a request or notification, read straight from the
+ * wire bytes of a whole message that passed the pre-scan, without unpacking:
+ * a fixarray header, type 0 with a uint msgid (or type 2), a str method and
+ * an array of params running to the end of the message. true with *r filled
+ * (pointers into msg) when msg has that form; false for anything else
+ * (responses, bin methods, other encodings), which the caller then decodes
+ * in full with msgpack_unpack and proto_msg_parse.
+ */
+typedef struct proto_request {
+	uint32_t msgid;
+	bool notify;
+	const char *method;
+	uint32_t method_len;
+	const char *params; /* the params array's bytes */
+	size_t params_len;
+} proto_request;
+
+bool proto_request_peek(const char *msg, size_t len, proto_request *r);
+
 /* Split "module.op" at the first dot. Fails (-EINVAL) on an empty part, a
  * missing dot, a NUL byte, '/' or "..", or names longer than 255 bytes. */
 int proto_method_split(const char *method, size_t len, const char **mod, size_t *mod_len,

@@ -339,3 +339,94 @@ int proto_check_value(const void *p, size_t n, uint32_t max_depth)
 		return -EINVAL; /* truncated */
 	}
 }
+
+/* ---- request peek (the dispatch fast path) ---- */
+
+static bool peek_uint32(const unsigned char **pp, const unsigned char *end, uint32_t *out)
+{
+	const unsigned char *p = *pp;
+
+	if (p >= end)
+		return false;
+	if (*p <= 0x7f) {
+		*out = *p;
+		*pp = p + 1;
+		return true;
+	}
+	if (*p == 0xcc && end - p >= 2) {
+		*out = p[1];
+		*pp = p + 2;
+		return true;
+	}
+	if (*p == 0xcd && end - p >= 3) {
+		*out = (uint32_t)p[1] << 8 | p[2];
+		*pp = p + 3;
+		return true;
+	}
+	if (*p == 0xce && end - p >= 5) {
+		*out = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+		*pp = p + 5;
+		return true;
+	}
+	return false;
+}
+
+static bool peek_str(const unsigned char **pp, const unsigned char *end, const char **s,
+		     uint32_t *n)
+{
+	const unsigned char *p = *pp;
+	uint32_t len;
+
+	if (p >= end)
+		return false;
+	if ((*p & 0xe0) == 0xa0) {
+		len = *p & 0x1f;
+		p += 1;
+	} else if (*p == 0xd9 && end - p >= 2) {
+		len = p[1];
+		p += 2;
+	} else if (*p == 0xda && end - p >= 3) {
+		len = (uint32_t)p[1] << 8 | p[2];
+		p += 3;
+	} else {
+		return false;
+	}
+	if ((size_t)(end - p) < len)
+		return false;
+	*s = (const char *)p;
+	*n = len;
+	*pp = p + len;
+	return true;
+}
+
+static bool is_array_header(unsigned char b)
+{
+	return (b & 0xf0) == 0x90 || b == 0xdc || b == 0xdd;
+}
+
+/* The scanner already proved msg is one whole, well-formed message, so the
+ * params array, the last element, runs exactly to its end. */
+bool proto_request_peek(const char *msg, size_t len, proto_request *r)
+{
+	const unsigned char *p = (const unsigned char *)msg, *end = p + len;
+
+	if (len < 4)
+		return false;
+	if (p[0] == 0x94 && p[1] == 0x00) {
+		p += 2;
+		if (!peek_uint32(&p, end, &r->msgid))
+			return false;
+		r->notify = false;
+	} else if (p[0] == 0x93 && p[1] == 0x02) {
+		p += 2;
+		r->msgid = 0;
+		r->notify = true;
+	} else {
+		return false;
+	}
+	if (!peek_str(&p, end, &r->method, &r->method_len) || p >= end || !is_array_header(*p))
+		return false;
+	r->params = (const char *)p;
+	r->params_len = (size_t)(end - p);
+	return true;
+}

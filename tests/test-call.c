@@ -766,6 +766,7 @@ START_TEST(test_log)
 	H->log(&c, LMMS_LOG_INFO, "hello %s\nforged line", "world");
 	H->log(NULL, LMMS_LOG_ERR, "no call");
 	H->log(&c, LMMS_LOG_INFO, NULL);
+	H->log(&c, LMMS_LOG_DEBUG, "below the log level");
 	call_fini(&c);
 	fflush(stderr);
 	dup2(saved, 2);
@@ -775,8 +776,11 @@ START_TEST(test_log)
 	n = fread(buf, 1, sizeof(buf) - 1, tmp);
 	buf[n] = '\0';
 	fclose(tmp);
-	ck_assert_ptr_nonnull(strstr(buf, "lmmsd[module echo]: hello world forged line\n"));
-	ck_assert_ptr_nonnull(strstr(buf, "no call\n"));
+	/* through the daemon's log: its timestamp, the module's level, a prefix
+	 * naming the module, and the log_level filter (info by default) */
+	ck_assert_ptr_nonnull(strstr(buf, " lmmsd info: module echo: hello world forged line\n"));
+	ck_assert_ptr_nonnull(strstr(buf, " lmmsd error: module ?: no call\n"));
+	ck_assert_ptr_null(strstr(buf, "below the log level"));
 	/* Exactly two lines: the newline was not passed through. */
 	n = 0;
 	for (char *s = buf; *s; s++)

@@ -399,7 +399,7 @@ START_TEST(test_errors)
 	expect_error("[server]\nfoo\nmax_depth = x\n", -EINVAL, "bad.conf:2: syntax error");
 	expect_error("[module hash]\npolicy = always\n", -EINVAL,
 		     "bad.conf:2: [module hash] policy: \"always\" is not a policy");
-	expect_error("[module hash]\nsize = 1\n", -ENOENT, "[module hash]: unknown key \"size\"");
+	expect_error("[module hash]\nSize = 1\n", -EINVAL, "[module hash]: \"Size\" is not a valid key");
 	expect_error("[module ../etc]\npolicy = core\n", -EINVAL,
 		     "bad.conf:1: [module ../etc]: \"../etc\" is not a valid module name");
 	expect_error("[module a/b]\n", -EINVAL, "not a valid module name");
@@ -626,7 +626,7 @@ START_TEST(test_set)
 		{ "module.policy=core", -EINVAL, "expected module.NAME.key=value" },
 		{ "module..policy=core", -EINVAL, "not a valid module name" },
 		{ "module.a/b.policy=core", -EINVAL, "not a valid module name" },
-		{ "module.hash.color=red", -ENOENT, "unknown key \"color\"" },
+		{ "module.hash.no-dash=red", -EINVAL, "is not a valid key" },
 		{ "server.max_depth=100", -ERANGE, "out of range" },
 		{ NULL, -EINVAL, "missing" },
 	};
@@ -874,6 +874,48 @@ START_TEST(test_template)
 }
 END_TEST
 
+static void collect_setting(void *ud, const char *key, const char *value)
+{
+	char *out = ud;
+
+	strcat(out, key);
+	strcat(out, "=");
+	strcat(out, value);
+	strcat(out, ";");
+}
+
+/* Keys of [module NAME] the daemon does not use are the module's own
+ * settings (DESIGN.md §3): kept per module, in order, shown by config_visit,
+ * and settable with --set module.NAME.key=value. */
+START_TEST(test_module_settings)
+{
+	config mc;
+	char e[512], got[512] = "";
+	char ini[] = "[module sqlite]\npath = /var/lib/app.db\npolicy = core\n"
+		     "[module kv]\nmax_keys = 10\n";
+	char path[] = "/tmp/lmms-test-settings-XXXXXX";
+	int fd = mkstemp(path);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, ini, strlen(ini)), (int)strlen(ini));
+	close(fd);
+	ck_assert_int_eq(config_load(&mc, path, NULL, 0, e, sizeof(e)), 0);
+	unlink(path);
+	ck_assert_int_eq(config_module_policy(&mc, "sqlite"), POLICY_CORE);
+	ck_assert_uint_eq(config_module_settings(&mc, "sqlite", collect_setting, got), 1);
+	ck_assert_str_eq(got, "path=/var/lib/app.db;");
+	ck_assert_int_eq(config_set(&mc, "module.sqlite.path=/tmp/x.db", e, sizeof(e)), 0);
+	ck_assert_int_eq(config_set(&mc, "module.sqlite.journal=wal", e, sizeof(e)), 0);
+	got[0] = '\0';
+	ck_assert_uint_eq(config_module_settings(&mc, "sqlite", collect_setting, got), 2);
+	ck_assert_str_eq(got, "path=/tmp/x.db;journal=wal;");
+	got[0] = '\0';
+	ck_assert_uint_eq(config_module_settings(&mc, "kv", collect_setting, got), 1);
+	ck_assert_str_eq(got, "max_keys=10;");
+	ck_assert_uint_eq(config_module_settings(&mc, "echo", collect_setting, got), 0);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -894,6 +936,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_precedence);
 	tcase_add_test(tc, test_dropins_without_main);
 	tcase_add_test(tc, test_set);
+	tcase_add_test(tc, test_module_settings);
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_round_trip_semicolon);
 	tcase_add_test(tc, test_diff_restart_only);
