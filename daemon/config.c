@@ -51,6 +51,16 @@
 #define CONFIG_MAX_DROPINS 256
 #define CONFIG_VALUE_MAX 4096 /* longest value text we print or accept */
 
+/*
+ * What Debian's libinih carries, so what config_print may write: a line of
+ * INI_MAX_LINE bytes with room for "\r\n" and NUL (ctx_read_line refuses a
+ * longer one), and a section name of 49 bytes between '[' and ']' (its
+ * MAX_SECTION, private to ini.c: a longer name is cut without a word).
+ */
+#define CONFIG_LINE_MAX (INI_MAX_LINE - 3)
+#define CONFIG_SECTION_MAX 49
+#define MODULE_SECTION_PREFIX "module "
+
 typedef enum key_type {
 	KT_DURATION, /* uint64_t milliseconds */
 	KT_SIZE, /* uint32_t or uint64_t bytes (width) */
@@ -820,6 +830,12 @@ static int module_get(config *c, const char *name, config_module **out, char *er
 				name);
 			return -EINVAL;
 		}
+		if (strlen(MODULE_SECTION_PREFIX) + strlen(name) > CONFIG_SECTION_MAX) {
+			err_set(err, errlen,
+				"[module %s]: the name is too long for a section (at most %zu characters)",
+				name, CONFIG_SECTION_MAX - strlen(MODULE_SECTION_PREFIX));
+			return -ENAMETOOLONG;
+		}
 		if (c->n_modules == CONFIG_MAX_MODULES) {
 			err_set(err, errlen, "[module %s]: more than %d module sections", name,
 				CONFIG_MAX_MODULES);
@@ -864,6 +880,12 @@ static int module_setting_set(config *c, uint16_t module, const char *key, const
 			CONFIG_SETTING_VALUE_MAX - 1);
 		return -ENAMETOOLONG;
 	}
+	if (!string_value_ok(value)) {
+		err_set(err, errlen,
+			"[module %s] %s: \"%s\" has control characters, surrounding blanks or \" ;\"",
+			mname, key, value);
+		return -EINVAL;
+	}
 	for (uint32_t i = 0; i < c->n_settings; i++)
 		if (c->settings[i].module == module && strcmp(c->settings[i].key, key) == 0)
 			s = &c->settings[i];
@@ -877,7 +899,9 @@ static int module_setting_set(config *c, uint16_t module, const char *key, const
 		s->module = module;
 		snprintf(s->key, sizeof(s->key), "%s", key);
 	}
-	snprintf(s->value, sizeof(s->value), "%s", value);
+	/* zero-filled, so equal configurations compare equal bytewise */
+	memset(s->value, 0, sizeof(s->value));
+	memcpy(s->value, value, strlen(value));
 	return 0;
 }
 
@@ -902,6 +926,38 @@ size_t config_module_settings(const config *c, const char *name,
  * Set section/key to value: the one entry point the file parser and --set
  * share. Messages carry no origin; callers add it.
  */
+/*
+ * config_print writes "key = value" (value as formatted), and inih must read
+ * that line back: a value set by --set, or a list that prints wider than it
+ * was written, may not fit.
+ */
+static int line_fits(const char *sec, const char *key, const char *printed, char *err,
+		     size_t errlen)
+{
+	size_t n = strlen(key) + strlen(" = ") + strlen(printed);
+
+	if (n <= CONFIG_LINE_MAX)
+		return 0;
+	err_set(err, errlen,
+		"[%s] %s: value is too long for one configuration line (\"%s = ...\" would take "
+		"%zu characters, at most %d)",
+		sec, key, key, n, CONFIG_LINE_MAX);
+	return -ENAMETOOLONG;
+}
+
+/* key_apply, then the check that the key still prints on one line. */
+static int key_apply_printable(void *base, const key_def *k, const char *sec, const char *value,
+			       char *err, size_t errlen)
+{
+	char printed[CONFIG_VALUE_MAX + 64];
+	int r = key_apply(base, k, sec, value, err, errlen);
+
+	if (r < 0)
+		return r;
+	key_format(base, k, printed, sizeof(printed));
+	return line_fits(sec, k->key, printed, err, errlen);
+}
+
 static int config_assign(config *c, const char *section, const char *key, const char *value,
 			 char *err, size_t errlen)
 {
@@ -917,11 +973,15 @@ static int config_assign(config *c, const char *section, const char *key, const 
 		r = module_get(c, mname, &m, err, errlen);
 		if (r < 0)
 			return r;
-		if (!k)
+		snprintf(sec, sizeof(sec), MODULE_SECTION_PREFIX "%s", mname);
+		if (!k) {
+			r = line_fits(sec, key, value, err, errlen);
+			if (r < 0)
+				return r;
 			return module_setting_set(c, (uint16_t)(m - c->modules), key, value, err,
 						  errlen);
-		snprintf(sec, sizeof(sec), "module %s", mname);
-		r = key_apply(m, k, sec, value, err, errlen);
+		}
+		r = key_apply_printable(m, k, sec, value, err, errlen);
 		if (r < 0)
 			return r;
 		if (k->type == KT_DURATION)
@@ -937,7 +997,7 @@ static int config_assign(config *c, const char *section, const char *key, const 
 		err_set(err, errlen, "[%s]: unknown key \"%s\"", section, key);
 		return -ENOENT;
 	}
-	return key_apply(c, k, section, value, err, errlen);
+	return key_apply_printable(c, k, section, value, err, errlen);
 }
 
 /* --- public API --------------------------------------------------------- */
@@ -1063,6 +1123,12 @@ static int ctx_check_header(parse_ctx *ctx, const char *l)
 
 	if (!end)
 		return 0; /* inih reports the syntax error */
+	if ((size_t)(end - (l + 1)) > CONFIG_SECTION_MAX) {
+		err_set(ctx->err, ctx->errlen,
+			"section name is too long (at most %d characters between [ and ])",
+			CONFIG_SECTION_MAX);
+		return -ENAMETOOLONG;
+	}
 	l = skip_space(l + 1);
 	len = (size_t)(end - l);
 	while (len && isspace((unsigned char)l[len - 1]))
