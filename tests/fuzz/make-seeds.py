@@ -69,6 +69,41 @@ MESSAGES = {
 MESSAGES["pipelined"] = (MESSAGES["req-ping"] + MESSAGES["notify-ping"]
                          + MESSAGES["req-echo-upper"] + MESSAGES["resp-ok"])
 
+# dispatch: calls of every hostcalls op and built-in (tests/modules/hostcalls.c)
+MIXED = [None, True, -5, 2**64 - 1, 0.25, "str", b"bin", [1, [2]], {"k": "v"},
+         msgpack.ExtType(1, b"x")]
+DISPATCH = {
+    "echo": pack([0, 1, "hostcalls.echo", MIXED]),
+    "echo-pure-twice": pack([0, 2, "hostcalls.echo_pure", ["x"]]) * 2,
+    "echo-blocking": pack([0, 3, "hostcalls.echo_blocking", MIXED]),
+    "echo-deep": pack([0, 4, "hostcalls.echo", nested(29, 0)]),
+    # build steps: low nibble what, high nibble how much (hostcalls.c build_step)
+    "build-map": pack([0, 5, "hostcalls.build", b"\x28\x05\x11\x09\x9f", "str", [1]]),
+    "build-nested": pack([0, 6, "hostcalls.build", b"\x17" * 31 + b"\x00"]),
+    "build-incomplete": pack([0, 7, "hostcalls.build", b"\x37\x00"]),
+    "build-two-values": pack([0, 8, "hostcalls.build", b"\x00\x01"]),
+    "build-raw-msgpack": pack([0, 9, "hostcalls.build", b"\x1a", b"\x92\x01\xc1"]),
+    "build-huge-count": pack([0, 10, "hostcalls.build", b"\x0d\x1d"]),
+    "build-fail-log-setting": pack([0, 11, "hostcalls.build", b"\x1b\x3c\x1e", "greeting"]),
+    "fail": pack([0, 12, "hostcalls.fail", [1, "bad"]]),
+    "fail-odd-class": pack([0, 13, "hostcalls.fail", [77, "x" * 300]]),
+    "log": pack([0, 14, "hostcalls.log", [99, "line\nbreak"]]),
+    "now": pack([0, 15, "hostcalls.now", []]),
+    "setting": pack([0, 16, "hostcalls.setting", ["greeting"]]),
+    "veto-unload": pack([0, 17, "hostcalls.veto", [True]])
+                   + pack([0, 18, "lmms.unload", ["hostcalls", True]])
+                   + pack([0, 19, "hostcalls.veto", [False]])
+                   + pack([0, 20, "lmms.unload", ["hostcalls", True]]),
+    "notify": pack([2, "hostcalls.echo", [1]]) + pack([2, "hostcalls.fail", [0, "n"]]),
+    "builtins": b"".join(pack([0, 30 + i, "lmms." + m, a]) for i, (m, a) in enumerate([
+        ("ping", []), ("stats", []), ("modules", []), ("ops", []), ("config", []),
+        ("load", ["hostcalls"]), ("invalidate", ["hostcalls.echo_pure"]), ("invalidate", []),
+        ("metrics", []), ("trim", []), ("reload", []), ("invalidate", [""]),
+        ("load", ["nosuch"])])),
+    "unknown": pack([0, 50, "hostcalls.nosuch", []]) + pack([0, 51, "nosuch.op", []]),
+    "bad-then-more": pack([0, 52, 7, []]) + pack([0, 53, "lmms.ping", []]),
+}
+
 # scan: parameter bytes first (fuzz-scan.c): depth, elements, str bytes, seed
 SCAN_PARAMS = {
     "": bytes([32, 255, 255, 0]),
@@ -161,6 +196,8 @@ def main():
             if suffix and not name.startswith(("req-ping", "req-deep", "req-many", "pipelined")):
                 continue
             write("scan", name + suffix, params + data)
+    for name, data in DISPATCH.items():
+        write("dispatch", name, data)
     for name, data in CONFIGS.items():
         write("config", name, data)
     return 0
