@@ -895,7 +895,17 @@ static int module_setting_set(config *c, uint16_t module, const char *key, const
 				key, CONFIG_MAX_SETTINGS);
 			return -E2BIG;
 		}
-		s = &c->settings[c->n_settings++];
+		uint32_t at = c->n_settings;
+
+		/* grouped by module in module order, as config_print writes them,
+		 * so its output loads back to the same array */
+		while (at > 0 && c->settings[at - 1].module > module)
+			at--;
+		memmove(&c->settings[at + 1], &c->settings[at],
+			(c->n_settings - at) * sizeof(c->settings[0]));
+		c->n_settings++;
+		s = &c->settings[at];
+		memset(s, 0, sizeof(*s));
 		s->module = module;
 		snprintf(s->key, sizeof(s->key), "%s", key);
 	}

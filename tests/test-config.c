@@ -967,6 +967,25 @@ static void collect_setting(void *ud, const char *key, const char *value)
 	strcat(out, ";");
 }
 
+/*
+ * Regression (fuzz-config): settings of modules whose sections come back
+ * again ([module a] x, [module b] y, [module a] z) were kept in the order
+ * read, while --check-config prints them grouped by module, so the printed
+ * configuration loaded back to a different array.
+ */
+START_TEST(test_round_trip_settings_order)
+{
+	static const char *const ov[] = { "module.a.x=1", "module.b.y=2", "module.a.z=3",
+					  "module.b.w=4", "module.a.x=5" };
+	char got[256] = "";
+
+	round_trip_ok(ov, sizeof(ov) / sizeof(ov[0]));
+	ck_assert_uint_eq(config_module_settings(&cfg, "a", collect_setting, got), 2);
+	ck_assert_uint_eq(config_module_settings(&cfg, "b", collect_setting, got), 2);
+	ck_assert_str_eq(got, "x=5;z=3;y=2;w=4;");
+}
+END_TEST
+
 /* Keys of [module NAME] the daemon does not use are the module's own
  * settings (DESIGN.md §3): kept per module, in order, shown by config_visit,
  * and settable with --set module.NAME.key=value. */
@@ -1023,6 +1042,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_round_trip);
 	tcase_add_test(tc, test_round_trip_semicolon);
 	tcase_add_test(tc, test_round_trip_what_inih_cannot_carry);
+	tcase_add_test(tc, test_round_trip_settings_order);
 	tcase_add_test(tc, test_diff_restart_only);
 	tcase_add_test(tc, test_template);
 	suite_add_tcase(s, tc);
