@@ -10,7 +10,7 @@
  *                                   BLOCKING copies share the function
  *   hostcalls.build [prog, v...]    runs a result program, one byte per step
  *                                   (see build_step), over the other args
- *   hostcalls.fail [class, msg]     fail() with any class and message
+ *   hostcalls.fail [class, msg]     fail() with any class, "fail: msg"
  *   hostcalls.log [level, msg]      log() with any level, then nil
  *   hostcalls.now []                now_ms()
  *   hostcalls.setting [key]         setting(key), or nil
@@ -243,7 +243,8 @@ static int op_fail(const lmms_host *h, lmms_call *c, void *state)
 
 	if (h->arg_int(c, 0, &cls) < 0 || arg_text(h, c, 1, &s, &n) < 0)
 		return h->fail(c, LMMS_FAIL_PARAMS, "hostcalls.fail takes [class, message]");
-	return h->fail(c, (lmms_fail_class)(int)cls, "%.*s", n, s);
+	/* prefixed, so no caller can make it read like a contract breach */
+	return h->fail(c, (lmms_fail_class)(int)cls, "fail: %.*s", n, s);
 }
 
 static int op_log(const lmms_host *h, lmms_call *c, void *state)
