@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "stats.h"
 #include "util.h"
 
@@ -56,6 +57,7 @@ static void pack_stats(lmmsd *d, reply *out)
 {
 	stats_snapshot s;
 
+	registry_list(&d->reg);
 	stats_collect(d, &s);
 	reply_map_begin(out);
 	for (int i = 0; i < STAT_MAX; i++) {
@@ -67,9 +69,49 @@ static void pack_stats(lmmsd *d, reply *out)
 	reply_map_end(out);
 }
 
+/* One line saying why m is in its state, for lmms.modules and lmmsctl's WHY. */
+static void module_why(const lmmsd *d, const module *m, uint64_t now, char *buf, size_t n)
+{
+	uint64_t idle = m->last_used_ms ? now - m->last_used_ms : 0;
+
+	buf[0] = '\0';
+	switch (m->state) {
+	case MOD_PINNED:
+		snprintf(buf, n, "pinned by %s", m->pinned_by[0] ? m->pinned_by : "glibc");
+		return;
+	case MOD_FAILED:
+		snprintf(buf, n, "failed: %s", m->error);
+		return;
+	case MOD_UNLOADED:
+		if (m->unloads)
+			snprintf(buf, n, "unloaded by %s", m->unload_trigger[0] ? m->unload_trigger : "request");
+		return;
+	case MOD_LOADED:
+		break;
+	}
+	if (d->eager)
+		snprintf(buf, n, "eager: never unloaded");
+	else if (m->refs)
+		snprintf(buf, n, "in use: %u calls running", m->refs);
+	else if (m->policy == POLICY_CORE)
+		snprintf(buf, n, "policy core: never unloaded");
+	else if (m->hot_ops)
+		snprintf(buf, n, "hot: %u ops on the fast path", m->hot_ops);
+	else if (d->cfg.lugs.keep_while_cached && m->cache_deps)
+		snprintf(buf, n, "cached: %u results depend on it", m->cache_deps);
+	else if (m->policy != POLICY_FEATURE && idle < m->grace_ms)
+		snprintf(buf, n, "grace: idle %llus of %llus", (unsigned long long)(idle / 1000),
+			 (unsigned long long)(m->grace_ms / 1000));
+	else if (d->reg.n_resident <= d->cfg.lugs.min_resident)
+		snprintf(buf, n, "min_resident: %u modules kept", d->cfg.lugs.min_resident);
+	else
+		snprintf(buf, n, "idle: unloaded at the next sweep");
+}
+
 static void pack_module(lmmsd *d, reply *out, const module *m)
 {
 	uint64_t now = uv_now(d->loop);
+	char why[320];
 
 	reply_map_begin(out);
 	reply_kv_str(out, "name", m->name);
@@ -96,6 +138,13 @@ static void pack_module(lmmsd *d, reply *out, const module *m)
 	reply_map_end(out);
 	reply_kv_u64(out, "retry_in_ms",
 		     m->state == MOD_FAILED && m->retry_at_ms > now ? m->retry_at_ms - now : 0);
+	reply_kv_str(out, "isolation", m->isolation == ISOLATION_PROCESS ? "process" : "inproc");
+	reply_kv_i64(out, "pid", m->pid);
+	reply_kv_u64(out, "grace_ms", m->grace_ms);
+	reply_kv_u64(out, "crashes", m->crashes);
+	reply_kv_str(out, "description", m->description ? m->description : "");
+	module_why(d, m, now, why, sizeof(why));
+	reply_kv_str(out, "why", why);
 	reply_map_end(out);
 }
 
@@ -122,6 +171,8 @@ static void pack_op(lmmsd *d, reply *out, const op_info *op)
 	reply_kv_u64(out, "heat_count", h->count);
 	reply_kv_u64(out, "last_call_ms_ago",
 		     h->last_call_ms ? uv_now(d->loop) - h->last_call_ms : 0);
+	reply_kv_str(out, "doc", op->doc ? op->doc : "");
+	reply_kv_u64(out, "errors", h->errors);
 	reply_map_end(out);
 }
 
@@ -152,6 +203,7 @@ static proto_err m_stats(lmmsd *d, conn *c, const msgpack_object *p, reply *out,
 static proto_err m_modules(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
 			   size_t n)
 {
+	registry_list(&d->reg);
 	reply_array_begin(out);
 	for (uint32_t i = 0; i < d->reg.n_mods; i++)
 		pack_module(d, out, d->reg.mods[i]);
@@ -204,6 +256,7 @@ static proto_err m_load(lmmsd *d, conn *c, const msgpack_object *p, reply *out, 
 	e = find_module(d, p, &m, "lmms.load takes [name]", err, n);
 	if (e != PROTO_OK)
 		return e;
+	log_info("admin uid %u (pid %d): lmms.load %s", (unsigned)c->uid, (int)c->pid, m->name);
 	r = registry_load(&d->reg, m);
 	if (r == -EBUSY)
 		return fail(err, n, PROTO_E_BUSY, "module %s is being unloaded", m->name);
@@ -254,6 +307,7 @@ static proto_err m_unload(lmmsd *d, conn *c, const msgpack_object *p, reply *out
 		return e;
 	if (d->eager)
 		return fail(err, n, PROTO_E_BUSY, "eager mode: modules are never unloaded");
+	module_set_trigger(m, "admin uid %u%s", (unsigned)c->uid, force ? " (now)" : "");
 	r = lugs_try_unload(&d->lugs, m, force, &which, &reason);
 	if (r == -EBUSY && m->state == MOD_PINNED)
 		return fail(err, n, PROTO_E_BUSY, "%s: pinned by %s, it stays mapped whatever dlclose does",
@@ -288,6 +342,8 @@ static proto_err m_invalidate(lmmsd *d, conn *c, const msgpack_object *p, reply 
 				    name);
 		dropped = cache_invalidate(&d->cache, m, NULL);
 	}
+	log_info("admin uid %u (pid %d): lmms.invalidate dropped %u cache entries", (unsigned)c->uid,
+		 (int)c->pid, dropped);
 	reply_u64(out, dropped);
 	return PROTO_OK;
 }
@@ -297,9 +353,49 @@ static proto_err m_reload(lmmsd *d, conn *c, const msgpack_object *p, reply *out
 {
 	char msg[512];
 
+	log_info("admin uid %u (pid %d): lmms.reload", (unsigned)c->uid, (int)c->pid);
 	if (lmmsd_reload(d, msg, sizeof(msg)) < 0)
 		return fail(err, n, PROTO_E_BAD_PARAMS, "reload refused, old configuration kept: %s",
 			    msg);
+	reply_bool(out, true);
+	return PROTO_OK;
+}
+
+static proto_err m_metrics(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			   size_t n)
+{
+	bbuf text = { 0 };
+	int r = metrics_render(d, &text);
+
+	if (r == 0)
+		reply_strn(out, text.data, text.len);
+	bbuf_free(&text);
+	return r == 0 ? PROTO_OK : fail(err, n, PROTO_E_INTERNAL, "out of memory");
+}
+
+static proto_err m_trim(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			size_t n)
+{
+	lmmsd_trim_result t;
+	char trigger[64];
+
+	snprintf(trigger, sizeof(trigger), "lmms.trim (admin uid %u)", (unsigned)c->uid);
+	lmmsd_trim(d, trigger, &t);
+	reply_map_begin(out);
+	reply_kv_u64(out, "modules_unloaded", t.modules_unloaded);
+	reply_kv_u64(out, "cache_bytes_dropped", t.cache_bytes_dropped);
+	reply_kv_i64(out, "rss_before", t.rss_before);
+	reply_kv_i64(out, "rss_after", t.rss_after);
+	reply_map_end(out);
+	return PROTO_OK;
+}
+
+static proto_err m_monitor(lmmsd *d, conn *c, const msgpack_object *p, reply *out, char *err,
+			   size_t n)
+{
+	if (lmmsd_monitor_add(d, c) < 0)
+		return fail(err, n, PROTO_E_BUSY, "%d monitors watch already", MONITOR_MAX);
+	log_info("admin uid %u (pid %d): lmms.monitor started", (unsigned)c->uid, (int)c->pid);
 	reply_bool(out, true);
 	return PROTO_OK;
 }
@@ -315,6 +411,9 @@ static const builtin_method methods[] = {
 	{ "unload", m_unload, 1, 2, true, "lmms.unload takes [name] or [name, true]" },
 	{ "invalidate", m_invalidate, 0, 1, true, "lmms.invalidate takes [], [module] or [method]" },
 	{ "reload", m_reload, 0, UINT32_MAX, true, NULL },
+	{ "metrics", m_metrics, 0, 0, false, "lmms.metrics takes []" },
+	{ "trim", m_trim, 0, 0, true, "lmms.trim takes []" },
+	{ "monitor", m_monitor, 0, 0, true, "lmms.monitor takes []" },
 };
 
 const builtin_method *builtin_find(const char *name, size_t len)
@@ -340,6 +439,7 @@ void builtin_call(builtin *b, conn *c, const proto_request *r, const msgpack_obj
 	proto_err e;
 	reply out;
 	uint32_t argc = params->via.array.size;
+	uint64_t t0;
 
 	if (!bm) {
 		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, PROTO_E_NO_SUCH_METHOD,
@@ -361,6 +461,7 @@ void builtin_call(builtin *b, conn *c, const proto_request *r, const msgpack_obj
 		return;
 	}
 	reply_init(&out);
+	t0 = d->dp.on_event ? now_ns() : 0;
 	e = bm->fn(d, c, params, &out, err, sizeof(err));
 	if (e == PROTO_OK && reply_finish(&out) < 0) {
 		log_err("lmms.%s: reply could not be built: %s", bm->name,
@@ -372,5 +473,18 @@ void builtin_call(builtin *b, conn *c, const proto_request *r, const msgpack_obj
 		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, e, "%s", err);
 	else if (!r->notify)
 		conn_reply_raw(c, r->msgid, out.buf.data, out.buf.len);
+	if (d->dp.on_event) {
+		dispatch_event ev = {
+			.c = c,
+			.method = r->method,
+			.method_len = r->method_len,
+			.path = PATH_BUILTIN,
+			.ns = t0 ? now_ns() - t0 : 0,
+			.result_bytes = e == PROTO_OK ? out.buf.len : 0,
+			.error = e,
+		};
+
+		d->dp.on_event(d->dp.ud_event, &ev);
+	}
 	reply_fini(&out);
 }

@@ -11,11 +11,21 @@
 #include "registry.h"
 #include "util.h"
 
-/* The key is method, a NUL, then the params bytes: a method can never be a
- * prefix of another method's key. */
+/* The key is method, a NUL, the scope (4 bytes), then the params bytes: a
+ * method can never be a prefix of another method's key, and an entry of one
+ * scope never answers another. */
 static size_t key_len_for(size_t mlen, size_t plen)
 {
-	return mlen + 1 + plen;
+	return mlen + 1 + sizeof(uint32_t) + plen;
+}
+
+static void key_write(char *key, const char *method, size_t mlen, uint32_t scope,
+		      const char *params, size_t plen)
+{
+	memcpy(key, method, mlen);
+	key[mlen] = '\0';
+	memcpy(key + mlen + 1, &scope, sizeof(scope));
+	memcpy(key + mlen + 1 + sizeof(scope), params, plen);
 }
 
 static size_t entry_bytes(const cache_entry *e)
@@ -116,6 +126,14 @@ static void cache_shrink_to(cache *c, uint64_t max_bytes, uint32_t max_entries)
 	}
 }
 
+uint64_t cache_shrink(cache *c, uint64_t max_bytes)
+{
+	uint64_t before = c->bytes;
+
+	cache_shrink_to(c, max_bytes, c->max_entries);
+	return before - c->bytes;
+}
+
 void cache_set_limits(cache *c, uint64_t max_bytes, uint32_t max_entries)
 {
 	c->max_bytes = max_bytes;
@@ -123,8 +141,8 @@ void cache_set_limits(cache *c, uint64_t max_bytes, uint32_t max_entries)
 	cache_shrink_to(c, max_bytes, max_entries);
 }
 
-static cache_entry *cache_find(cache *c, const char *method, size_t mlen, const char *params,
-			       size_t plen)
+static cache_entry *cache_find(cache *c, const char *method, size_t mlen, uint32_t scope,
+			       const char *params, size_t plen)
 {
 	char stackkey[512];
 	size_t klen = key_len_for(mlen, plen);
@@ -133,17 +151,15 @@ static cache_entry *cache_find(cache *c, const char *method, size_t mlen, const 
 
 	if (!key)
 		return NULL;
-	memcpy(key, method, mlen);
-	key[mlen] = '\0';
-	memcpy(key + mlen + 1, params, plen);
+	key_write(key, method, mlen, scope, params, plen);
 	e = hmap_get(&c->map, key, klen);
 	if (key != stackkey)
 		free(key);
 	return e;
 }
 
-cache_entry *cache_get(cache *c, const char *method, size_t mlen, const char *params, size_t plen,
-		       uint64_t now_ms)
+cache_entry *cache_get(cache *c, const char *method, size_t mlen, uint32_t scope,
+		       const char *params, size_t plen, uint64_t now_ms)
 {
 	cache_entry *e;
 
@@ -151,7 +167,7 @@ cache_entry *cache_get(cache *c, const char *method, size_t mlen, const char *pa
 		c->misses++;
 		return NULL;
 	}
-	e = cache_find(c, method, mlen, params, plen);
+	e = cache_find(c, method, mlen, scope, params, plen);
 	if (!e || e->expires_ms <= now_ms) {
 		if (e)
 			entry_remove(c, e);
@@ -163,8 +179,8 @@ cache_entry *cache_get(cache *c, const char *method, size_t mlen, const char *pa
 	return e;
 }
 
-int cache_put(cache *c, op_info *op, const char *params, size_t plen, const char *val,
-	      size_t vlen, uint64_t ttl_ms, bool negative, uint64_t now_ms)
+int cache_put(cache *c, op_info *op, uint32_t scope, const char *params, size_t plen,
+	      const char *val, size_t vlen, uint64_t ttl_ms, bool negative, uint64_t now_ms)
 {
 	size_t klen = key_len_for(op->method_len, plen);
 	cache_entry *e, *old;
@@ -172,7 +188,7 @@ int cache_put(cache *c, op_info *op, const char *params, size_t plen, const char
 	if (!c->max_entries || klen > UINT32_MAX || vlen > UINT32_MAX ||
 	    sizeof(*e) + klen + vlen > c->max_bytes)
 		return -E2BIG;
-	old = cache_find(c, op->method, op->method_len, params, plen);
+	old = cache_find(c, op->method, op->method_len, scope, params, plen);
 	if (old)
 		entry_remove(c, old);
 	cache_shrink_to(c, c->max_bytes - (sizeof(*e) + klen + vlen), c->max_entries - 1);
@@ -194,9 +210,7 @@ int cache_put(cache *c, op_info *op, const char *params, size_t plen, const char
 	e->negative = negative;
 	e->key_len = (uint32_t)klen;
 	e->val_len = (uint32_t)vlen;
-	memcpy(e->data, op->method, op->method_len);
-	e->data[op->method_len] = '\0';
-	memcpy(e->data + op->method_len + 1, params, plen);
+	key_write(e->data, op->method, op->method_len, scope, params, plen);
 	memcpy(e->data + klen, val, vlen);
 	if (hmap_put(&c->map, e->data, klen, e) < 0) {
 		free(e);

@@ -47,18 +47,23 @@ typedef struct cache {
 int cache_init(cache *c, uint64_t max_bytes, uint32_t max_entries);
 void cache_fini(cache *c);
 void cache_set_limits(cache *c, uint64_t max_bytes, uint32_t max_entries);
+/* Evict least recently used entries down to max_bytes; the bytes dropped. */
+uint64_t cache_shrink(cache *c, uint64_t max_bytes);
 
-/* A live entry for (method, params), or NULL. Counts a hit or a miss. */
-cache_entry *cache_get(cache *c, const char *method, size_t mlen, const char *params, size_t plen,
-		       uint64_t now_ms);
+/* Scopes: the caller's uid (cache.scope = uid), or CACHE_SHARED. */
+#define CACHE_SHARED UINT32_MAX
+
+/* A live entry for (method, scope, params), or NULL. Counts a hit or a miss. */
+cache_entry *cache_get(cache *c, const char *method, size_t mlen, uint32_t scope,
+		       const char *params, size_t plen, uint64_t now_ms);
 static inline const char *cache_entry_value(const cache_entry *e)
 {
 	return e->data + e->key_len;
 }
 
 /* Store; replaces an existing entry. -E2BIG if it alone exceeds the bound. */
-int cache_put(cache *c, struct op_info *op, const char *params, size_t plen, const char *val,
-	      size_t vlen, uint64_t ttl_ms, bool negative, uint64_t now_ms);
+int cache_put(cache *c, struct op_info *op, uint32_t scope, const char *params, size_t plen,
+	      const char *val, size_t vlen, uint64_t ttl_ms, bool negative, uint64_t now_ms);
 
 /* Drop expired entries; returns how many. */
 uint32_t cache_expire(cache *c, uint64_t now_ms);

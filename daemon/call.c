@@ -195,6 +195,30 @@ static int host_arg_bytes(const lmms_call *c, size_t i, const void **p, size_t *
  * touched again until call_fini, so every pointer handed out stays valid
  * until the op returns, however many args the op asks for.
  */
+/* Offsets of each argument in c->wire, past the array header: a walk with
+ * the scanner, no copy. scratch holds n_args + 1 offsets, relative to wire. */
+static int scratch_fill_wire(lmms_call *c, size_t hdr)
+{
+	const unsigned char *w = (const unsigned char *)c->wire;
+	size_t off, len;
+	int r;
+
+	/* the array header: fixarray, array16 or array32 */
+	off = (w[0] & 0xf0) == 0x90 ? 1 : w[0] == 0xdc ? 3 : 5;
+	for (uint32_t k = 0; k < c->n_args; k++) {
+		memcpy(c->scratch.data + (size_t)k * sizeof(size_t), &off, sizeof(off));
+		if (off >= c->wire_len)
+			return -EBADMSG;
+		r = proto_value_len(w + off, c->wire_len - off, c->wire_levels + 1, &len);
+		if (r < 0)
+			return r;
+		off += len;
+	}
+	memcpy(c->scratch.data + (size_t)c->n_args * sizeof(size_t), &off, sizeof(off));
+	c->scratch.size = hdr;
+	return 0;
+}
+
 static int scratch_fill(lmms_call *c)
 {
 	size_t hdr = ((size_t)c->n_args + 1) * sizeof(size_t);
@@ -207,6 +231,13 @@ static int scratch_fill(lmms_call *c)
 		return -ENOMEM;
 	c->scratch.alloc = hdr;
 	c->scratch.size = hdr;
+	if (c->wire) {
+		r = scratch_fill_wire(c, hdr);
+		if (r == 0)
+			return 0;
+		/* not what the pre-scan passed: re-encode instead */
+		c->wire = NULL;
+	}
 	msgpack_packer_init(&pk, &c->scratch, msgpack_sbuffer_write);
 	for (uint32_t k = 0; k < c->n_args; k++) {
 		off = c->scratch.size;
@@ -239,8 +270,12 @@ static int host_arg_msgpack(lmms_call *c, size_t i, const void **p, size_t *n)
 	}
 	memcpy(&start, c->scratch.data + i * sizeof(size_t), sizeof(start));
 	memcpy(&end, c->scratch.data + (i + 1) * sizeof(size_t), sizeof(end));
+	if (c->wire) {
+		c->slice = c->wire + start;
+		c->slice_len = end - start;
+	}
 	if (p)
-		*p = c->scratch.data + start;
+		*p = (c->wire ? c->wire : c->scratch.data) + start;
 	if (n)
 		*n = end - start;
 	return 0;
@@ -417,10 +452,15 @@ static int host_ret_msgpack(lmms_call *c, const void *p, size_t n)
 		return write_fail(c, -EINVAL);
 	if (n > c->max_result_bytes - c->out.size)
 		return write_fail(c, -E2BIG);
-	/* bytes from a module: checked like bytes from the network */
-	r = proto_check_value(p, n, CALL_RESULT_LEVELS - c->depth);
-	if (r < 0)
-		return write_fail(c, r == -ELOOP ? -ELOOP : -EBADMSG);
+	/* Bytes from a module are checked like bytes from the network, unless
+	 * they are a slice arg_msgpack gave out of the wire params (checked by
+	 * the pre-scan) whose nesting fits what is left of the result's. */
+	if (!(c->wire && p == c->slice && n == c->slice_len &&
+	      c->wire_levels <= CALL_RESULT_LEVELS - c->depth)) {
+		r = proto_check_value(p, n, CALL_RESULT_LEVELS - c->depth);
+		if (r < 0)
+			return write_fail(c, r == -ELOOP ? -ELOOP : -EBADMSG);
+	}
 	r = value_begin(c);
 	if (r < 0)
 		return r;

@@ -55,6 +55,16 @@ struct lmms_call {
 
 	/* scratch for arg_msgpack */
 	msgpack_sbuffer scratch;
+	/* The params array exactly as it came off the wire, when the caller has
+	 * it (dispatch does): arg_msgpack then hands out slices of it instead of
+	 * re-encoding, and ret_msgpack of such a slice skips the check the
+	 * pre-scan already made. wire_levels bounds the nesting of any argument
+	 * (server.max_depth minus the message and params arrays). */
+	const char *wire;
+	size_t wire_len;
+	uint32_t wire_levels;
+	const void *slice; /* the last slice arg_msgpack handed out */
+	size_t slice_len;
 
 	const char *module_name; /* for log prefixes */
 	call_settings *settings; /* the module's own settings, or NULL */
@@ -65,6 +75,15 @@ extern const lmms_host call_host;
 /* Prepare c for params (an array object; NULL means no params). */
 void call_init(lmms_call *c, const msgpack_object *params, size_t max_result_bytes,
 	       const char *module_name);
+/* The params' wire bytes (an array that passed the pre-scan with
+ * max_depth), valid for the whole call. */
+static inline void call_set_wire(lmms_call *c, const char *wire, size_t len, uint32_t max_depth)
+{
+	c->wire = wire;
+	c->wire_len = len;
+	c->wire_levels = max_depth > 2 ? max_depth - 2 : 0;
+}
+
 /* Release buffers. Safe on a zeroed or already-released call. */
 void call_fini(lmms_call *c);
 

@@ -73,6 +73,7 @@ typedef enum key_type {
 	KT_UIDS, /* access.admin_uids + n_admin_uids */
 	KT_NAMES, /* ligs.preload + n_preload */
 	KT_POLICY, /* module_policy */
+	KT_CHOICE, /* int: an index into key_def.choices */
 } key_type;
 
 typedef struct key_def {
@@ -84,12 +85,22 @@ typedef struct key_def {
 	uint64_t min, max;
 	bool reloadable;
 	const char *def; /* the embedded default, as text */
+	const char *const *choices; /* KT_CHOICE: NULL-terminated names */
 } key_def;
 
 #define OFF(f) offsetof(config, f)
 #define WID(f) sizeof(((config *)0)->f)
 #define K(sec, name, type, field, min, max, rel, def) \
-	{ sec, #name, type, OFF(field), WID(field), min, max, rel, def }
+	{ sec, #name, type, OFF(field), WID(field), min, max, rel, def, NULL }
+#define KC(sec, name, field, names, def) \
+	{ sec, #name, KT_CHOICE, OFF(field), WID(field), 0, 0, true, def, names }
+
+static const char *const isolation_names[] = { "inproc", "process", NULL };
+/* a module's isolation: "" = its own preference, then ligs.isolation */
+static const char *const module_isolation_names[] = { "", "inproc", "process", NULL };
+static const char *const pressure_names[] = { "auto", "off", NULL };
+static const char *const scope_names[] = { "uid", "shared", NULL };
+static const char *const module_scope_names[] = { "", "uid", "shared", NULL };
 
 /* Every key, in the order config_print and config_visit present them. */
 static const key_def config_keys[] = {
@@ -112,17 +123,31 @@ static const key_def config_keys[] = {
 	  "10s"),
 	K("server", call_timeout, KT_DURATION, server.call_timeout_ms, 0, MS_DAY, true, "0"),
 	K("server", log_level, KT_LOGLEVEL, server.log_level, 3, 7, true, "info"),
+	/* round 2: see README "Decisions written down" for the defaults */
+	K("server", workers, KT_UINT, server.workers, 1, 256, false, "4"),
+	K("server", write_timeout, KT_DURATION, server.write_timeout_ms, 0, MS_DAY, true, "30s"),
+	K("server", max_queued_bytes_per_uid, KT_SIZE, server.max_queued_bytes_per_uid, 64 * KIB,
+	  64 * GIB, true, "64MiB"),
+	K("server", max_calls_per_uid, KT_UINT, server.max_calls_per_uid, 1, 1u << 20, true, "256"),
+	K("server", backlog, KT_UINT, server.backlog, 1, 65535, false, "256"),
 
 	K("ligs", module_dir, KT_PATH, ligs.module_dir, 0, 0, false, ""),
 	K("ligs", preload, KT_NAMES, ligs.preload, 0, CONFIG_MAX_PRELOAD, true, ""),
 	K("ligs", retry_backoff, KT_DURATION, ligs.retry_backoff_ms, 10, MS_HOUR, true, "1s"),
 	K("ligs", retry_backoff_max, KT_DURATION, ligs.retry_backoff_max_ms, 10, MS_DAY, true,
 	  "60s"),
+	KC("ligs", isolation, ligs.isolation, isolation_names, "inproc"),
+	K("ligs", state_dir, KT_PATH, ligs.state_dir, 0, 0, false, ""),
+	K("ligs", preload_hot, KT_BOOL, ligs.preload_hot, 0, 0, true, "true"),
+	K("ligs", crash_limit, KT_UINT, ligs.crash_limit, 1, 1000, true, "3"),
+	K("ligs", crash_window, KT_DURATION, ligs.crash_window_ms, 100, MS_DAY, true, "60s"),
 
 	K("lugs", grace_period, KT_DURATION, lugs.grace_period_ms, 0, 7 * MS_DAY, true, "30s"),
 	K("lugs", sweep_interval, KT_DURATION, lugs.sweep_interval_ms, 10, MS_HOUR, true, "5s"),
 	K("lugs", min_resident, KT_UINT, lugs.min_resident, 0, 4096, true, "8"),
 	K("lugs", keep_while_cached, KT_BOOL, lugs.keep_while_cached, 0, 0, true, "true"),
+	K("lugs", grace_max, KT_DURATION, lugs.grace_max_ms, 0, 7 * MS_DAY, true, "10m"),
+	KC("lugs", pressure, lugs.pressure, pressure_names, "auto"),
 
 	K("zafp", warm, KT_UINT, zafp.warm, 1, 1000000000, true, "5"),
 	K("zafp", hot, KT_UINT, zafp.hot, 1, 1000000000, true, "20"),
@@ -136,6 +161,7 @@ static const key_def config_keys[] = {
 	K("cache", expire_interval, KT_DURATION, cache.expire_interval_ms, 10, MS_HOUR, true,
 	  "1s"),
 	K("cache", negative_ttl, KT_DURATION, cache.negative_ttl_ms, 0, MS_HOUR, true, "0"),
+	KC("cache", scope, cache.scope, scope_names, "uid"),
 
 	K("access", admin_group, KT_GROUP, access.admin_group, 0, 0, true, ""),
 	K("access", admin_uids, KT_UIDS, access.admin_uids, 0, CONFIG_MAX_ADMIN_UIDS, true, ""),
@@ -146,9 +172,15 @@ static const key_def config_keys[] = {
 
 /* The keys of a [module NAME] section; offsets are into config_module. */
 static const key_def module_keys[] = {
-	{ "module", "policy", KT_POLICY, MOFF(policy), MWID(policy), 0, 0, true, "utility" },
+	{ "module", "policy", KT_POLICY, MOFF(policy), MWID(policy), 0, 0, true, "utility", NULL },
 	{ "module", "grace_period", KT_DURATION, MOFF(grace_period_ms), MWID(grace_period_ms), 0,
-	  7 * MS_DAY, true, NULL },
+	  7 * MS_DAY, true, NULL, NULL },
+	{ "module", "isolation", KT_CHOICE, MOFF(isolation), MWID(isolation), 0, 0, true, "",
+	  module_isolation_names },
+	{ "module", "memory_max", KT_SIZE, MOFF(memory_max), MWID(memory_max), 0, 64 * GIB, true,
+	  "0", NULL },
+	{ "module", "cache_scope", KT_CHOICE, MOFF(cache_scope), MWID(cache_scope), 0, 0, true, "",
+	  module_scope_names },
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -479,6 +511,8 @@ static const char *type_hint(key_type t)
 		return "is not a log level (err, warning, notice, info, debug or 3..7)";
 	case KT_POLICY:
 		return "is not a policy (core, utility, feature)";
+	case KT_CHOICE:
+		return "is not one of the allowed values";
 	default:
 		return "is not valid";
 	}
@@ -604,6 +638,25 @@ static int key_apply(void *base, const key_def *k, const char *sec, const char *
 		}
 		module_policy p = (module_policy)i;
 		memcpy(field, &p, sizeof(p));
+		return 0;
+	}
+	case KT_CHOICE: {
+		int i;
+		for (i = 0; k->choices[i]; i++) {
+			if (strcasecmp(v, k->choices[i]) == 0)
+				break;
+		}
+		if (!k->choices[i]) {
+			char list[128] = "";
+			for (int j = 0; k->choices[j]; j++)
+				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s%s%s",
+					 j ? ", " : "", k->choices[j][0] ? "" : "\"", k->choices[j],
+					 k->choices[j][0] ? "" : "\"");
+			err_set(err, errlen, "[%s] %s: \"%s\" is not one of: %s", sec, k->key, v,
+				list);
+			return -EINVAL;
+		}
+		memcpy(field, &i, sizeof(i));
 		return 0;
 	}
 	case KT_STRING:
@@ -741,6 +794,12 @@ static void key_format(const void *base, const key_def *k, char *buf, size_t n)
 		module_policy p;
 		memcpy(&p, field, sizeof(p));
 		snprintf(buf, n, "%s", policy_name(p));
+		break;
+	}
+	case KT_CHOICE: {
+		int i;
+		memcpy(&i, field, sizeof(i));
+		snprintf(buf, n, "%s", k->choices[i]);
 		break;
 	}
 	case KT_STRING:
@@ -1395,6 +1454,9 @@ size_t config_visit(const config *c, config_visit_fn fn, void *ud)
 			if (module_keys[i].type == KT_DURATION && !mod->has_grace_period)
 				continue;
 			key_format(mod, &module_keys[i], value, sizeof(value));
+			/* keys added after policy show only where they were set */
+			if (i > 0 && module_keys[i].def && strcmp(value, module_keys[i].def) == 0)
+				continue;
 			fn(ud, sec, module_keys[i].key, value);
 			n++;
 		}
@@ -1439,6 +1501,31 @@ void config_print(const config *c, FILE *f)
 
 	fprintf(f, "# lmmsd effective configuration\n");
 	config_visit(c, print_one, &p);
+}
+
+int config_module_isolation(const config *c, const char *name)
+{
+	const config_module *m = module_find(c, name);
+
+	return m ? m->isolation : MODULE_ISOLATION_DEFAULT;
+}
+
+uint64_t config_module_memory_max(const config *c, const char *name)
+{
+	const config_module *m = module_find(c, name);
+
+	return m ? m->memory_max : 0;
+}
+
+cache_scope config_module_cache_scope(const config *c, const char *name)
+{
+	const config_module *m = module_find(c, name);
+
+	if (m && m->cache_scope == MODULE_SCOPE_SHARED)
+		return CACHE_SCOPE_SHARED;
+	if (m && m->cache_scope == MODULE_SCOPE_UID)
+		return CACHE_SCOPE_UID;
+	return (cache_scope)c->cache.scope;
 }
 
 module_policy config_module_policy(const config *c, const char *name)

@@ -38,11 +38,28 @@ const char *policy_name(module_policy p);
  * listing, [module NAME] sections, ligs.preload). */
 bool config_module_name_valid(const char *s, size_t n);
 
+typedef enum isolation {
+	ISOLATION_INPROC = 0, /* dlopened into lmmsd */
+	ISOLATION_PROCESS, /* dlopened into a worker process of its own */
+} isolation;
+
+/* [module NAME] isolation and cache_scope: "" (index 0) = not set here. */
+enum { MODULE_ISOLATION_DEFAULT = 0, MODULE_ISOLATION_INPROC, MODULE_ISOLATION_PROCESS };
+enum { MODULE_SCOPE_DEFAULT = 0, MODULE_SCOPE_UID, MODULE_SCOPE_SHARED };
+
+typedef enum cache_scope {
+	CACHE_SCOPE_UID = 0, /* a result is served only to the uid that computed it */
+	CACHE_SCOPE_SHARED,
+} cache_scope;
+
 typedef struct config_module {
 	char name[CONFIG_NAME_MAX];
 	module_policy policy;
 	bool has_grace_period;
 	uint64_t grace_period_ms; /* overrides lugs.grace_period when set */
+	int isolation; /* MODULE_ISOLATION_* */
+	uint64_t memory_max; /* process isolation: RLIMIT_AS/DATA of the worker; 0 = none */
+	int cache_scope; /* MODULE_SCOPE_* */
 } config_module;
 
 /* A key of [module NAME] that the daemon does not use itself: the module's own
@@ -68,6 +85,11 @@ typedef struct config {
 		uint64_t message_timeout_ms; /* a partly received message must complete in this */
 		uint64_t call_timeout_ms; /* a BLOCKING call is answered "timeout" after this; 0 = never */
 		int log_level; /* syslog numbering: 3 err .. 7 debug */
+		uint32_t workers; /* threads running BLOCKING calls */
+		uint64_t write_timeout_ms; /* output without progress closes the connection; 0 = never */
+		uint64_t max_queued_bytes_per_uid; /* params held for a uid's queued work */
+		uint32_t max_calls_per_uid; /* a uid's BLOCKING calls queued or running */
+		uint32_t backlog; /* listen(2) backlog, as lmmsd.socket */
 	} server;
 	struct {
 		char module_dir[4096]; /* "" = $LMMS_MODULE_DIR, else the compiled-in dir */
@@ -75,12 +97,19 @@ typedef struct config {
 		uint32_t n_preload;
 		uint64_t retry_backoff_ms; /* first retry delay after a failed load */
 		uint64_t retry_backoff_max_ms;
+		int isolation; /* isolation: the default of [module NAME] isolation */
+		char state_dir[4096]; /* "" = $STATE_DIRECTORY, else none */
+		bool preload_hot; /* load modules whose ops were hot, after READY */
+		uint32_t crash_limit; /* worker crashes within crash_window that quarantine */
+		uint64_t crash_window_ms;
 	} ligs;
 	struct {
 		uint64_t grace_period_ms;
 		uint64_t sweep_interval_ms;
 		uint32_t min_resident;
 		bool keep_while_cached;
+		uint64_t grace_max_ms; /* adaptive grace grows up to this */
+		int pressure; /* 0 auto, 1 off */
 	} lugs;
 	struct {
 		uint32_t warm, hot, critical;
@@ -93,6 +122,7 @@ typedef struct config {
 		uint32_t max_entries;
 		uint64_t expire_interval_ms;
 		uint64_t negative_ttl_ms; /* 0 = module_error answers are not cached */
+		int scope; /* cache_scope */
 	} cache;
 	struct {
 		char admin_group[CONFIG_NAME_MAX]; /* "" = none */
@@ -126,6 +156,10 @@ void config_print(const config *c, FILE *f);
 
 /* Per-module view: the policy and grace period that apply to module name. */
 module_policy config_module_policy(const config *c, const char *name);
+/* [module NAME] isolation (MODULE_ISOLATION_*), memory_max, cache scope. */
+int config_module_isolation(const config *c, const char *name);
+uint64_t config_module_memory_max(const config *c, const char *name);
+cache_scope config_module_cache_scope(const config *c, const char *name);
 uint64_t config_module_grace_ms(const config *c, const char *name);
 
 /* The module's own settings: fn(ud, key, value) for each, in file order.

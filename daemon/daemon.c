@@ -6,6 +6,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,8 +18,6 @@
 #include "util.h"
 
 #define SHUTDOWN_POLL_MS 20
-#define SHUTDOWN_DEADLINE_MS 30000
-#define LISTEN_BACKLOG 256 /* as systemd/lmmsd.socket */
 
 void lmmsd_server_limits(const config *cfg, server_limits *l)
 {
@@ -34,7 +33,8 @@ void lmmsd_server_limits(const config *cfg, server_limits *l)
 	l->max_output_bytes = cfg->server.max_output_bytes;
 	l->idle_timeout_ms = cfg->server.idle_timeout_ms;
 	l->message_timeout_ms = cfg->server.message_timeout_ms;
-	l->backlog = LISTEN_BACKLOG;
+	l->write_timeout_ms = cfg->server.write_timeout_ms;
+	l->backlog = cfg->server.backlog;
 }
 
 /* ---- wiring between units ---- */
@@ -53,11 +53,95 @@ static void on_module_released(void *ud, module *m)
 	lugs_module_released(&d->lugs, m);
 }
 
-static void on_swept(void *ud)
+/* systemd's STATUS= line follows residency at once, with or without a
+ * watchdog (which refreshes it too). */
+static void on_residency(void *ud, module *m)
 {
 	lmmsd *d = ud;
 
-	/* systemd's STATUS= line follows residency even without a watchdog */
+	(void)m;
+	notify_status(&d->nt);
+}
+
+/* The transport's callbacks: messages to dispatch, closes to every unit that
+ * keeps something per connection. */
+static int on_message(void *ud, conn *c, const char *msg, size_t len)
+{
+	lmmsd *d = ud;
+
+	return dispatch_on_message(&d->dp, c, msg, len);
+}
+
+static void on_close(void *ud, conn *c)
+{
+	lmmsd *d = ud;
+
+	dispatch_on_close(&d->dp, c);
+	if (d->mon_open) {
+		monitor_remove(&d->mon, c);
+		if (!d->mon.n)
+			d->dp.on_event = NULL;
+	}
+}
+
+static void on_pending(void *ud, conn *c, int64_t delta)
+{
+	lmmsd *d = ud;
+
+	/* output a client does not read counts against its uid's budget */
+	if (d->sched)
+		sched_charge(d->sched, c->uid, delta);
+}
+
+/* A uid reached server.max_queued_bytes_per_uid (or fell back to half of
+ * it): stop (resume) reading all of its connections. */
+static void on_budget(void *ud, uid_t uid, bool over)
+{
+	lmmsd *d = ud;
+	conn *next;
+
+	log_info("uid %u %s server.max_queued_bytes_per_uid: %s reading its connections",
+		 (unsigned)uid, over ? "reached" : "is back under", over ? "pausing" : "resuming");
+	for (conn *c = d->srv.conns; c; c = next) {
+		next = c->next;
+		if (c->uid == uid)
+			conn_hold(c, over);
+	}
+}
+
+/* The watchdog pets while the loop runs (its timer fired) and the pool is
+ * alive: busy with long calls is alive, only a broken pool is not. */
+static bool pool_alive(void *ud)
+{
+	lmmsd *d = ud;
+	sched_health h;
+
+	return !d->sched || sched_probe(d->sched, now_ms(), 2 * d->nt.interval_ms, &h) == 0;
+}
+
+int lmmsd_monitor_add(lmmsd *d, conn *c)
+{
+	int r = d->mon_open ? monitor_add(&d->mon, c) : -ENODEV;
+
+	if (r == 0) {
+		d->dp.on_event = monitor_event;
+		d->dp.ud_event = &d->mon;
+	}
+	return r;
+}
+
+void lmmsd_trim(lmmsd *d, const char *trigger, lmmsd_trim_result *t)
+{
+	t->rss_before = rss_bytes();
+	t->modules_unloaded = lugs_shed(&d->lugs, trigger);
+	t->cache_bytes_dropped = cache_shrink(&d->cache, d->cache.bytes / 2);
+	malloc_trim(0);
+	t->rss_after = rss_bytes();
+	if (t->rss_before > t->rss_after && t->rss_after >= 0)
+		d->lugs.st.trim_reclaimed_bytes += t->rss_before - t->rss_after;
+	log_info("%s: %u modules unloaded, %llu cache bytes dropped, RSS %lld -> %lld KiB", trigger,
+		 t->modules_unloaded, (unsigned long long)t->cache_bytes_dropped,
+		 (long long)t->rss_before / 1024, (long long)t->rss_after / 1024);
 	notify_status(&d->nt);
 }
 
@@ -65,9 +149,8 @@ static void status_text(void *ud, char *buf, size_t n)
 {
 	lmmsd *d = ud;
 
-	snprintf(buf, n, "%u of %u modules resident, %llu requests, %u connections",
-		 d->reg.n_resident, d->reg.n_mods, (unsigned long long)d->dp.st.requests_total,
-		 d->srv.n_conns);
+	snprintf(buf, n, "%u modules resident, %llu requests, %u connections", d->reg.n_resident,
+		 (unsigned long long)d->dp.st.requests_total, d->srv.n_conns);
 }
 
 /* ---- periodic work ---- */
@@ -142,7 +225,7 @@ static void lmmsd_on_signal(uv_signal_t *s, int signum)
 		return;
 	}
 	if (d->shutting_down) {
-		log_warn("second signal: stopping without waiting for in-flight work");
+		log_warn("second signal: stopping now, without waiting for calls in flight");
 		d->shutdown_deadline_ms = now_ms();
 		return;
 	}
@@ -180,15 +263,23 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 {
 	server_limits limits;
 	const server_callbacks cb = {
-		.on_message = dispatch_on_message,
-		.on_close = dispatch_on_close,
+		.on_message = on_message,
+		.on_close = on_close,
+		.on_pending = on_pending,
+	};
+	const sched_config sc = {
+		.workers = d->cfg.server.workers,
+		.max_jobs_per_uid = d->cfg.server.max_calls_per_uid,
+		.max_bytes_per_uid = d->cfg.server.max_queued_bytes_per_uid,
+		.on_budget = on_budget,
+		.ud = d,
 	};
 	int r;
 
 	d->loop = loop;
 	d->start_ms = uv_now(loop);
 	access_init(&d->acc, &d->cfg);
-	notify_init(&d->nt, loop, status_text, d);
+	notify_init(&d->nt, loop, status_text, pool_alive, d);
 
 	r = registry_init(&d->reg, d->module_dir, &d->cfg);
 	d->reg_open = true;
@@ -196,6 +287,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 		return r;
 	d->reg.on_unload = on_module_unload;
 	d->reg.on_released = on_module_released;
+	d->reg.on_residency = on_residency;
 	d->reg.ud = d;
 	heat_init(&d->heat, &d->cfg);
 	d->heat_open = true;
@@ -205,7 +297,10 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	d->cache_open = true;
 	builtin_init(&d->bi, d);
 
-	r = dispatch_init(&d->dp, loop, &d->cfg, &d->reg, &d->heat, &d->cache, &d->bi);
+	r = sched_create(&d->sched, loop, &sc);
+	if (r < 0)
+		return r;
+	r = dispatch_init(&d->dp, loop, &d->cfg, &d->reg, &d->heat, &d->cache, &d->bi, d->sched);
 	d->dp_open = true;
 	if (r < 0)
 		return r;
@@ -216,11 +311,14 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	if (r < 0)
 		return r;
 	d->lugs_open = true;
-	d->lugs.on_swept = on_swept;
-	d->lugs.ud = d;
+
+	r = monitor_init(&d->mon, loop);
+	if (r < 0)
+		return r;
+	d->mon_open = true;
 
 	lmmsd_server_limits(&d->cfg, &limits);
-	server_init(&d->srv, loop, &limits, &cb, &d->dp);
+	server_init(&d->srv, loop, &limits, &cb, d);
 	d->srv_open = true;
 
 	if ((r = open_timer(d, &d->decay_timer, H_DECAY, false)) < 0 ||
@@ -237,6 +335,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 static void lmmsd_load_at_start(lmmsd *d)
 {
 	if (d->eager) {
+		registry_list(&d->reg);
 		for (uint32_t i = 0; i < d->reg.n_mods; i++)
 			registry_load(&d->reg, d->reg.mods[i]);
 		return;
@@ -267,13 +366,13 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 		server_listen_name(&d->srv, where, sizeof(where));
 		if (!where[0])
 			snprintf(where, sizeof(where), "fd %d", listen_fd);
-		log_info("ready: listening on inherited socket %s, %u modules known in %s, %u loaded%s",
-			 where, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
-			 d->eager ? " (eager)" : "");
+		else
+			memcpy(d->cfg.server.socket, where, sizeof(d->cfg.server.socket));
+		log_info("ready: listening on inherited socket %s, modules in %s, %u loaded%s", where,
+			 d->reg.dir, d->reg.n_resident, d->eager ? " (eager)" : "");
 	} else {
-		log_info("ready: listening on %s, %u modules known in %s, %u loaded%s",
-			 d->socket_path, d->reg.n_mods, d->reg.dir, d->reg.n_resident,
-			 d->eager ? " (eager)" : "");
+		log_info("ready: listening on %s, modules in %s, %u loaded%s", d->socket_path,
+			 d->reg.dir, d->reg.n_resident, d->eager ? " (eager)" : "");
 	}
 	notify_ready(&d->nt);
 	return 0;
@@ -316,6 +415,23 @@ static void lmmsd_close_handles(lmmsd *d)
 		lugs_fini(&d->lugs);
 	if (d->dp_open)
 		dispatch_fini(&d->dp);
+	if (d->mon_open) {
+		d->dp.on_event = NULL;
+		monitor_fini(&d->mon);
+	}
+}
+
+/* The pool's end: queued calls were cancelled at the start of the stop;
+ * what still runs now is abandoned (see sched_stop), and its modules stay
+ * mapped (registry_fini leaves a module with calls in flight alone). */
+static void lmmsd_stop_pool(lmmsd *d)
+{
+	if (!d->sched)
+		return;
+	d->abandoned = sched_stop(d->sched, now_ms());
+	d->sched = d->dp.sched = NULL;
+	if (d->abandoned)
+		log_warn("stopping with %u calls still running: abandoned", d->abandoned);
 }
 
 static void lmmsd_on_shutdown_poll(uv_timer_t *t)
@@ -325,13 +441,8 @@ static void lmmsd_on_shutdown_poll(uv_timer_t *t)
 
 	if ((busy || !server_idle(&d->srv)) && now_ms() < d->shutdown_deadline_ms)
 		return;
-	if (busy) {
-		/* Work still on the pool cannot be abandoned (it holds module
-		 * code); keep polling, but stop waiting for clients. */
-		server_close(&d->srv);
-		return;
-	}
 	uv_timer_stop(t);
+	lmmsd_stop_pool(d);
 	lmmsd_close_handles(d);
 	log_info("stopped: %llu requests served", (unsigned long long)d->dp.st.requests_total);
 }
@@ -341,9 +452,14 @@ void lmmsd_shutdown(lmmsd *d)
 	if (d->shutting_down)
 		return;
 	d->shutting_down = true;
-	d->shutdown_deadline_ms = now_ms() + SHUTDOWN_DEADLINE_MS;
+	/* calls in flight get what server.call_timeout gives them */
+	d->shutdown_deadline_ms = now_ms() + (d->cfg.server.call_timeout_ms
+						      ? d->cfg.server.call_timeout_ms
+						      : LMMSD_STOP_DEADLINE_MS);
 	notify_stopping(&d->nt);
 	dispatch_stop(&d->dp);
+	if (d->sched)
+		sched_drain(d->sched);
 	lugs_stop(&d->lugs);
 	server_drain(&d->srv);
 	if (d->handles & H_SHUTDOWN)
@@ -356,6 +472,7 @@ void lmmsd_fini(lmmsd *d)
 {
 	/* After a failed init the handles opened so far are still open: close
 	 * them and let their close callbacks run. */
+	lmmsd_stop_pool(d);
 	lmmsd_close_handles(d);
 	uv_run(d->loop, UV_RUN_DEFAULT);
 	if (d->cache_open)
@@ -383,6 +500,12 @@ int lmmsd_reload(lmmsd *d, char *msg, size_t msglen)
 		free(nc);
 		return r;
 	}
+	/* An empty value means "the default", which is what is in use: only a
+	 * new explicit value can differ from it. */
+	if (!nc->server.socket[0])
+		memcpy(nc->server.socket, d->cfg.server.socket, sizeof(nc->server.socket));
+	if (!nc->ligs.module_dir[0])
+		memcpy(nc->ligs.module_dir, d->cfg.ligs.module_dir, sizeof(nc->ligs.module_dir));
 	if (config_diff_restart_only(&d->cfg, nc, fixed, sizeof(fixed)) > 0)
 		log_warn("reload: %s changed but only take effect on restart", fixed);
 	/* the values in use stay, so lmms.config tells the truth */
@@ -394,6 +517,9 @@ int lmmsd_reload(lmmsd *d, char *msg, size_t msglen)
 	log_set_level(d->cfg.server.log_level);
 	lmmsd_server_limits(&d->cfg, &limits);
 	server_set_limits(&d->srv, &limits);
+	if (d->sched)
+		sched_set_limits(d->sched, d->cfg.server.max_calls_per_uid,
+				 d->cfg.server.max_queued_bytes_per_uid);
 	access_reload(&d->acc);
 	registry_apply_config(&d->reg);
 	cache_set_limits(&d->cache, d->cfg.cache.max_bytes, d->cfg.cache.max_entries);

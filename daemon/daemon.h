@@ -23,12 +23,15 @@
 #include "dispatch.h"
 #include "heat.h"
 #include "lifecycle.h"
+#include "monitor.h"
 #include "notify.h"
 #include "proto.h"
 #include "registry.h"
 #include "server.h"
 
 #define LMMSD_MAX_OVERRIDES 256
+/* How long a stop waits for calls in flight when server.call_timeout is 0. */
+#define LMMSD_STOP_DEADLINE_MS 30000
 
 /* Handles of the daemon's own, each closed by lmmsd_close_handles. */
 enum {
@@ -61,10 +64,13 @@ typedef struct lmmsd {
 	lugs lugs;
 	access_policy acc;
 	notify nt;
+	monitor mon;
+	sched *sched; /* NULL once stopped */
+	uint32_t abandoned; /* calls still running when the stop gave up on them */
 
 	/* glue of the daemon's own: timers and signals */
 	uint32_t handles; /* H_* opened */
-	bool reg_open, heat_open, cache_open, dp_open, lugs_open, srv_open;
+	bool reg_open, heat_open, cache_open, dp_open, lugs_open, srv_open, mon_open;
 	uv_timer_t decay_timer;
 	uv_timer_t cache_timer;
 	uv_timer_t shutdown_timer;
@@ -83,6 +89,18 @@ int lmmsd_start(lmmsd *d, int listen_fd);
 void lmmsd_shutdown(lmmsd *d); /* begin a graceful stop */
 void lmmsd_fini(lmmsd *d);
 int lmmsd_reload(lmmsd *d, char *msg, size_t msglen);
+typedef struct lmmsd_trim_result {
+	uint32_t modules_unloaded;
+	uint64_t cache_bytes_dropped;
+	int64_t rss_before, rss_after;
+} lmmsd_trim_result;
+
+/* Shed now what is idle, as under memory pressure (lmms.trim): idle modules
+ * regardless of grace and min_resident, half the cache, the heap. */
+void lmmsd_trim(lmmsd *d, const char *trigger, lmmsd_trim_result *t);
+/* lmms.monitor: stream every finished call to c. */
+int lmmsd_monitor_add(lmmsd *d, conn *c);
+
 /* The transport's limits from the configuration. */
 void lmmsd_server_limits(const config *cfg, server_limits *l);
 

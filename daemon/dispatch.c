@@ -24,9 +24,9 @@
 
 #define EXPIRE_INTERVAL_MS 250
 
-/* A call running on the thread pool. Owns a copy of its params. */
+/* A call for the thread pool. Owns a copy of its params. */
 typedef struct work_req {
-	uv_work_t work;
+	sched_job job;
 	list_node link; /* dispatch.calls */
 	uint64_t started_ms;
 	bool answered; /* the client already got "timeout" */
@@ -40,9 +40,12 @@ typedef struct work_req {
 	bool notify;
 	int rc;
 	uint64_t ns;
-	lmms_call call;
+	lmms_call call; /* set up by work_run, on the pool thread */
 	msgpack_zone zone;
+	bool zone_open;
 	msgpack_object params;
+	size_t max_result_bytes;
+	uint32_t max_depth;
 	size_t params_len;
 	char params_bytes[];
 } work_req;
@@ -90,7 +93,7 @@ static void emit(dispatch *dp, const conn *c, const op_info *op, dispatch_path p
 		.error = e,
 	};
 
-	dp->on_event(dp->ud, &ev);
+	dp->on_event(dp->ud_event, &ev);
 }
 
 static uint64_t op_ttl_ms(const dispatch *dp, const op_info *op)
@@ -98,20 +101,33 @@ static uint64_t op_ttl_ms(const dispatch *dp, const op_info *op)
 	return op->cache_ttl_ms ? op->cache_ttl_ms : dp->cfg->cache.default_ttl_ms;
 }
 
-static void cache_store(dispatch *dp, op_info *op, const char *params, size_t plen,
-			const char *val, size_t vlen, uint64_t ttl, bool negative, uint64_t now)
+/*
+ * Whose cached results may answer c: its own uid's unless the op's module is
+ * shared (cache.scope, [module NAME] cache_scope). Per uid by default, so the
+ * cache cannot tell one user what another computed, through the answer or
+ * through its speed.
+ */
+static uint32_t cache_scope_of(const conn *c, const op_info *op)
+{
+	return op->mod->cache_scope == CACHE_SCOPE_SHARED ? CACHE_SHARED : (uint32_t)c->uid;
+}
+
+static void cache_store(dispatch *dp, const conn *c, op_info *op, const char *params,
+			size_t plen, const char *val, size_t vlen, uint64_t ttl, bool negative,
+			uint64_t now)
 {
 	if (!dp->cfg->cache.max_bytes || !ttl)
 		return;
-	if (cache_put(dp->cache, op, params, plen, val, vlen, ttl, negative, now) == 0 &&
+	if (cache_put(dp->cache, op, cache_scope_of(c, op), params, plen, val, vlen, ttl, negative,
+		      now) == 0 &&
 	    dp->on_cache_stored)
 		dp->on_cache_stored(dp->ud, now + ttl);
 }
 
-/* After an op returned: reply, record heat, cache, stamp last use. c is
- * NULL when nobody waits for the answer any more. */
-static proto_err call_complete(dispatch *dp, conn *c, op_info *op, uint32_t msgid, bool notify,
-			       lmms_call *call, int rc, uint64_t ns, uint32_t weight,
+/* After an op returned: reply (unless the caller is gone), record heat,
+ * cache, stamp last use. */
+static proto_err call_complete(dispatch *dp, conn *c, bool gone, op_info *op, uint32_t msgid,
+			       bool notify, lmms_call *call, int rc, uint64_t ns, uint32_t weight,
 			       const char *params, size_t plen)
 {
 	uint64_t now = uv_now(dp->loop);
@@ -121,18 +137,19 @@ static proto_err call_complete(dispatch *dp, conn *c, op_info *op, uint32_t msgi
 	module_touch(op->mod, now);
 	heat_record_weighted(dp->heat, op, ns, weight, now);
 	if (e == PROTO_OK) {
-		if (!notify && c)
+		if (!notify && !gone)
 			conn_reply_raw(c, msgid, call->out.data, call->out.size);
 		if (op->flags & LMMS_OP_PURE)
-			cache_store(dp, op, params, plen, call->out.data, call->out.size,
+			cache_store(dp, c, op, params, plen, call->out.data, call->out.size,
 				    op_ttl_ms(dp, op), false, now);
 	} else {
-		if (c)
+		op->heat.errors++;
+		if (!gone)
 			dispatch_reply_error(dp, c, msgid, notify, e, "%s", msg);
 		else
 			dp->st.errors_total++;
 		if (e == PROTO_E_MODULE_ERROR && (op->flags & LMMS_OP_PURE))
-			cache_store(dp, op, params, plen, msg, strlen(msg),
+			cache_store(dp, c, op, params, plen, msg, strlen(msg),
 				    dp->cfg->cache.negative_ttl_ms, true, now);
 	}
 	return e;
@@ -174,6 +191,9 @@ static void dispatch_on_expire(uv_timer_t *t)
 		if (wr->answered)
 			continue;
 		wr->answered = true;
+		/* not started yet: it never will (its done answers nothing more) */
+		if (!sched_job_started_ms(dp->sched, &wr->job))
+			sched_cancel(dp->sched, &wr->job);
 		if (wr->c->closing)
 			continue;
 		dispatch_reply_error(dp, wr->c, wr->msgid, wr->notify, PROTO_E_TIMEOUT,
@@ -194,41 +214,81 @@ void dispatch_config_changed(dispatch *dp)
 		uv_timer_stop(&dp->expire_timer);
 }
 
-static void work_run(uv_work_t *w)
+/*
+ * On a pool thread. The params are unpacked here, not when the call is
+ * queued: a queued call then holds only its wire bytes (what the per-uid
+ * budget counts), not also their unpacked objects, which take up to 24
+ * bytes for each byte of a small element.
+ */
+static void work_run(sched_job *j)
 {
-	work_req *wr = container_of(w, work_req, work);
+	work_req *wr = container_of(j, work_req, job);
 	uint64_t t0 = now_ns();
 
+	msgpack_zone_init(&wr->zone, 1024);
+	wr->zone_open = true;
+	call_init(&wr->call, NULL, wr->max_result_bytes, wr->op->mod->name);
+	wr->call.settings = &wr->op->mod->settings;
+	if (params_unpack(&wr->zone, wr->params_bytes, wr->params_len, &wr->params) < 0) {
+		wr->rc = call_host.fail(&wr->call, LMMS_FAIL_MODULE, "out of memory for params");
+		return;
+	}
+	call_init(&wr->call, &wr->params, wr->max_result_bytes, wr->op->mod->name);
+	wr->call.settings = &wr->op->mod->settings;
+	call_set_wire(&wr->call, wr->params_bytes, wr->params_len, wr->max_depth);
 	wr->rc = wr->fn(&call_host, &wr->call, wr->mstate);
 	wr->ns = now_ns() - t0;
 }
 
-static void work_done(uv_work_t *w, int status)
+static void work_free(work_req *wr)
 {
-	work_req *wr = container_of(w, work_req, work);
+	call_fini(&wr->call);
+	if (wr->zone_open)
+		msgpack_zone_destroy(&wr->zone);
+	module_unref(wr->op->mod);
+	free(wr);
+}
+
+/* After the scheduler handed the call back (never inside sched_submit), so
+ * the connection may resume processing here. */
+static void work_finish(work_req *wr)
+{
+	conn *c = wr->c;
+
+	work_free(wr);
+	conn_request_done(c);
+}
+
+static void work_done(sched_job *j, int status)
+{
+	work_req *wr = container_of(j, work_req, job);
 	dispatch *dp = wr->dp;
 	conn *c = wr->c;
 	bool gone = c->closing || wr->answered;
 	proto_err e;
 
-	(void)status; /* work is never cancelled: shutdown waits for it */
 	list_unlink(&wr->link);
-	e = call_complete(dp, gone ? NULL : c, wr->op, wr->msgid, wr->notify, &wr->call, wr->rc,
-			  wr->ns, 1, wr->params_bytes, wr->params_len);
+	if (status == -ECANCELED) {
+		/* never ran: its connection closed, its time ran out, or we stop */
+		if (!gone)
+			dispatch_reply_error(dp, c, wr->msgid, wr->notify, PROTO_E_SHUTTING_DOWN,
+					     "lmmsd is shutting down");
+		work_finish(wr);
+		return;
+	}
+	e = call_complete(dp, c, gone, wr->op, wr->msgid, wr->notify, &wr->call, wr->rc, wr->ns, 1,
+			  wr->params_bytes, wr->params_len);
 	if (dp->on_event)
 		emit(dp, c, wr->op, PATH_POOL, wr->loaded, wr->ns,
 		     e == PROTO_OK ? wr->call.out.size : 0, e);
-	call_fini(&wr->call);
-	msgpack_zone_destroy(&wr->zone);
-	module_unref(wr->op->mod);
-	free(wr);
-	conn_request_done(c);
+	work_finish(wr);
 }
 
 static void run_blocking(dispatch *dp, conn *c, const proto_request *r, op_info *op, bool loaded)
 {
 	module *m = op->mod;
 	work_req *wr;
+	int rc;
 
 	wr = malloc(sizeof(*wr) + r->params_len);
 	if (!wr) {
@@ -238,13 +298,8 @@ static void run_blocking(dispatch *dp, conn *c, const proto_request *r, op_info 
 	memset(wr, 0, sizeof(*wr));
 	memcpy(wr->params_bytes, r->params, r->params_len);
 	wr->params_len = r->params_len;
-	msgpack_zone_init(&wr->zone, 1024);
-	if (params_unpack(&wr->zone, wr->params_bytes, wr->params_len, &wr->params) < 0) {
-		msgpack_zone_destroy(&wr->zone);
-		free(wr);
-		reply_error(dp, c, r, PROTO_E_BAD_REQUEST, "params must be an array");
-		return;
-	}
+	wr->max_result_bytes = dp->cfg->server.max_result_bytes;
+	wr->max_depth = dp->cfg->server.max_depth;
 	wr->dp = dp;
 	wr->c = c;
 	wr->op = op;
@@ -253,25 +308,33 @@ static void run_blocking(dispatch *dp, conn *c, const proto_request *r, op_info 
 	wr->msgid = r->msgid;
 	wr->notify = r->notify;
 	wr->loaded = loaded;
-	call_init(&wr->call, &wr->params, dp->cfg->server.max_result_bytes, m->name);
-	wr->call.settings = &m->settings;
 
 	module_ref(m);
 	wr->started_ms = uv_now(dp->loop);
 	module_touch(m, wr->started_ms);
+	rc = sched_submit(dp->sched, &wr->job, c->uid, c, sizeof(*wr) + r->params_len, work_run,
+			  work_done);
+	if (rc < 0) {
+		if (rc == -EBUSY)
+			reply_error(dp, c, r, PROTO_E_BUSY,
+				    "uid %u has %u calls queued or running (server.max_calls_per_uid)",
+				    (unsigned)c->uid, dp->cfg->server.max_calls_per_uid);
+		else if (rc == -ENOBUFS)
+			reply_error(dp, c, r, PROTO_E_BUSY,
+				    "uid %u holds server.max_queued_bytes_per_uid in queued calls",
+				    (unsigned)c->uid);
+		else if (rc == -ESHUTDOWN)
+			reply_error(dp, c, r, PROTO_E_SHUTTING_DOWN, "lmmsd is shutting down");
+		else
+			reply_error(dp, c, r, PROTO_E_INTERNAL, "cannot queue work: %s",
+				    strerror(-rc));
+		work_free(wr);
+		return;
+	}
+	conn_request_begin(c);
 	op->heat.pool_calls++;
 	dp->st.pool_calls++;
-	conn_request_begin(c);
 	list_push_front(&dp->calls, &wr->link);
-	if (uv_queue_work(dp->loop, &wr->work, work_run, work_done) < 0) {
-		list_unlink(&wr->link);
-		call_fini(&wr->call);
-		msgpack_zone_destroy(&wr->zone);
-		free(wr);
-		module_unref(m);
-		reply_error(dp, c, r, PROTO_E_INTERNAL, "cannot queue work");
-		conn_request_done(c);
-	}
 }
 
 /*
@@ -300,6 +363,7 @@ static void run_inline(dispatch *dp, conn *c, const proto_request *r, op_info *o
 	}
 	call_init(&call, &params, dp->cfg->server.max_result_bytes, m->name);
 	call.settings = &m->settings;
+	call_set_wire(&call, r->params, r->params_len, dp->cfg->server.max_depth);
 	if (critical)
 		heat_result_buf_take(dp->heat, &call.out.data, &call.out.alloc);
 	module_ref(m);
@@ -308,7 +372,7 @@ static void run_inline(dispatch *dp, conn *c, const proto_request *r, op_info *o
 	rc = op->fn(&call_host, &call, m->mstate);
 	if (timed)
 		ns = now_ns() - t0;
-	e = call_complete(dp, c, op, r->msgid, r->notify, &call, rc, ns,
+	e = call_complete(dp, c, false, op, r->msgid, r->notify, &call, rc, ns,
 			  !timed ? 0 : critical ? HEAT_SAMPLE_EVERY : 1, r->params, r->params_len);
 	if (dp->on_event)
 		emit(dp, c, op, path, loaded, ns, e == PROTO_OK ? call.out.size : 0, e);
@@ -385,8 +449,8 @@ static op_info *dispatch_resolve(dispatch *dp, conn *c, const proto_request *r, 
 static bool dispatch_cache(dispatch *dp, conn *c, const proto_request *r, op_info *op,
 			   uint64_t now)
 {
-	cache_entry *ce = cache_get(dp->cache, op->method, op->method_len, r->params,
-				    r->params_len, now);
+	cache_entry *ce = cache_get(dp->cache, op->method, op->method_len, cache_scope_of(c, op),
+				    r->params, r->params_len, now);
 
 	if (!ce)
 		return false;
@@ -529,14 +593,18 @@ int dispatch_on_message(void *ud, conn *c, const char *msg, size_t len)
 	return 0;
 }
 
+/* Work a closed connection queued is cancelled before it starts: nobody
+ * waits for its answer. */
 void dispatch_on_close(void *ud, conn *c)
 {
-	(void)ud;
-	(void)c;
+	dispatch *dp = ud;
+
+	if (dp->sched)
+		sched_cancel_group(dp->sched, c);
 }
 
 int dispatch_init(dispatch *dp, uv_loop_t *loop, const config *cfg, registry *reg, heat *ht,
-		  cache *ch, struct builtin *bi)
+		  cache *ch, struct builtin *bi, sched *sc)
 {
 	int r;
 
@@ -548,6 +616,7 @@ int dispatch_init(dispatch *dp, uv_loop_t *loop, const config *cfg, registry *re
 	dp->heat = ht;
 	dp->cache = ch;
 	dp->builtin = bi;
+	dp->sched = sc;
 	if (!msgpack_zone_init(&dp->zone, 2048))
 		return -ENOMEM;
 	dp->zone_open = true;

@@ -23,6 +23,7 @@
 #include "list.h"
 #include "proto.h"
 #include "registry.h"
+#include "scheduler.h"
 #include "server.h"
 
 struct builtin;
@@ -64,6 +65,7 @@ typedef struct dispatch {
 	heat *heat;
 	cache *cache;
 	struct builtin *builtin;
+	sched *sched; /* BLOCKING calls, fair per uid */
 
 	list_node calls; /* BLOCKING calls on the pool, newest first */
 	uv_timer_t expire_timer;
@@ -76,14 +78,15 @@ typedef struct dispatch {
 	/* A cache entry expiring at expires_ms was stored (the owner of the
 	 * expiry timer pulls it forward). Optional. */
 	void (*on_cache_stored)(void *ud, uint64_t expires_ms);
+	void *ud;
 	/* A call finished (only while someone watches: lmms.monitor). */
 	void (*on_event)(void *ud, const dispatch_event *ev);
-	void *ud;
+	void *ud_event;
 } dispatch;
 
 /* Fields at safe values first, so dispatch_fini undoes a half-done init. */
 int dispatch_init(dispatch *dp, uv_loop_t *loop, const config *cfg, registry *reg, heat *ht,
-		  cache *ch, struct builtin *bi);
+		  cache *ch, struct builtin *bi, sched *sc);
 void dispatch_fini(dispatch *dp);
 /* server.on_message: one whole message that passed the pre-scan. -EBADMSG
  * when the connection must be closed (after the error reply was queued). */

@@ -78,7 +78,7 @@ static unsigned hist_bucket(uint64_t ns)
 }
 
 /* Upper bound of a bucket in nanoseconds. */
-static uint64_t hist_upper_ns(unsigned b)
+uint64_t heat_bucket_upper_ns(unsigned b)
 {
 	unsigned lz = b / 2, sub = b % 2;
 	uint64_t base = 1ull << lz;
@@ -102,9 +102,9 @@ uint64_t heat_percentile_us(const op_heat *oh, double pct)
 	for (unsigned i = 0; i < HEAT_HIST_BUCKETS; i++) {
 		seen += oh->hist[i];
 		if (seen >= want)
-			return (hist_upper_ns(i) + 999) / 1000;
+			return (heat_bucket_upper_ns(i) + 999) / 1000;
 	}
-	return (hist_upper_ns(HEAT_HIST_BUCKETS - 1) + 999) / 1000;
+	return (heat_bucket_upper_ns(HEAT_HIST_BUCKETS - 1) + 999) / 1000;
 }
 
 void heat_init(heat *h, const config *cfg)

@@ -65,6 +65,7 @@ typedef struct fastpath {
 typedef struct op_heat {
 	uint64_t calls; /* since the daemon started */
 	uint64_t pool_calls; /* of those, run on the thread pool */
+	uint64_t errors; /* of those, answered with an error */
 	uint64_t total_ns;
 	uint64_t last_call_ms;
 	uint32_t hist[HEAT_HIST_BUCKETS]; /* durations, log2 buckets with 2 sub-buckets */
@@ -125,6 +126,9 @@ void heat_forget_module(heat *h, struct module *m);
 
 /* Recompute every op's level (after a reload changed thresholds). */
 heat_level heat_level_for(const struct config *cfg, uint32_t count);
+
+/* The upper bound, in ns, of histogram bucket b. */
+uint64_t heat_bucket_upper_ns(unsigned b);
 
 /* Latency percentile (0..100) from the histogram, in microseconds. */
 uint64_t heat_percentile_us(const op_heat *oh, double pct);

@@ -151,13 +151,41 @@ void lugs_sweep(lugs *l)
 			lugs_count_blocked(l, m, which);
 			continue;
 		}
+		module_set_trigger(m, "sweep (idle %llus)",
+				   (unsigned long long)((now - m->last_used_ms) / 1000));
 		if (lugs_unload(l, m, &which, &reason) == -EBUSY)
 			log_debug("lugs: %s refused: %s", m->name, reason ? reason : "busy");
 	}
 	/* once, after all of this sweep's unloads */
 	lugs_trim(l);
-	if (l->on_swept)
-		l->on_swept(l->ud);
+}
+
+uint32_t lugs_shed(lugs *l, const char *trigger)
+{
+	uint64_t now = now_ms();
+	lugs_check which;
+	const char *reason;
+	uint32_t n = 0;
+
+	if (l->eager)
+		return 0;
+	for (uint32_t i = 0; i < l->reg->n_mods; i++) {
+		module *m = l->reg->mods[i];
+
+		if (m->state != MOD_LOADED || !m->handle)
+			continue;
+		/* checks 1-3 only: grace and the minimum are what shedding skips */
+		if (lugs_check_1_to_4(l, m, true, now, &which) < 0) {
+			lugs_count_blocked(l, m, which);
+			continue;
+		}
+		module_set_trigger(m, "%s", trigger);
+		if (lugs_unload(l, m, &which, &reason) == 0)
+			n++;
+	}
+	l->trim_pending = false;
+	l->last_trim_ms = now;
+	return n;
 }
 
 static void lugs_on_timer(uv_timer_t *t)
@@ -177,8 +205,10 @@ static void lugs_on_feature(uv_timer_t *t)
 		module *m = l->reg->mods[i];
 
 		if (m->state == MOD_LOADED && m->handle && m->refs == 0 &&
-		    m->policy == POLICY_FEATURE)
+		    m->policy == POLICY_FEATURE) {
+			module_set_trigger(m, "feature policy");
 			lugs_try_unload(l, m, false, &which, &reason);
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ typedef struct lugs_stats {
 	uint64_t unload_blocked; /* refusals, every check together */
 	uint64_t sweeps;
 	int64_t trim_reclaimed_bytes; /* measured across malloc_trim */
+	uint64_t pressure_events;
 } lugs_stats;
 
 typedef struct lugs {
@@ -31,10 +32,6 @@ typedef struct lugs {
 	uint64_t last_trim_ms;
 	bool trim_pending; /* an unload freed heap that malloc_trim has not returned yet */
 	lugs_stats st;
-
-	/* After every sweep (systemd's STATUS= follows residency). Optional. */
-	void (*on_swept)(void *ud);
-	void *ud;
 } lugs;
 
 int lugs_init(lugs *l, uv_loop_t *loop, const config *cfg, registry *reg, bool eager);
@@ -51,6 +48,10 @@ void lugs_sweep(lugs *l);
  * possibly a text of the module's.
  */
 int lugs_try_unload(lugs *l, module *m, bool force, lugs_check *which, const char **reason);
+/* Shed now (lmms.trim, memory pressure): unload every idle module that
+ * passes checks 1-3, whatever its grace and min_resident. The number
+ * unloaded; the caller trims the heap. */
+uint32_t lugs_shed(lugs *l, const char *trigger);
 /* registry.on_released: refs dropped to 0. */
 void lugs_module_released(lugs *l, module *m);
 bool lugs_protected(const lugs *l, const module *m);

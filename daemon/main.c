@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,10 +103,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "lmmsd: %s\n", err);
 		return 1;
 	}
-	if (check_only) {
-		config_print(&d->cfg, stdout);
-		return 0;
-	}
 	log_init(d->cfg.server.log_level);
 
 	/* command line > environment > configuration file > built-in default */
@@ -136,9 +133,24 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	strcpy(d->module_dir, env);
+	/* lmms.config and --check-config show the values in use, not "" */
+	memcpy(d->cfg.server.socket, d->socket_path, sizeof(d->cfg.server.socket));
+	memcpy(d->cfg.ligs.module_dir, d->module_dir, sizeof(d->cfg.ligs.module_dir));
+	if (check_only) {
+		config_print(&d->cfg, stdout);
+		return 0;
+	}
 
 	/* A client vanishing mid-reply must not kill the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	/*
+	 * Large buffers (a big request's input, a queued call's params, a big
+	 * result) are mmapped and go back to the kernel when freed. glibc would
+	 * otherwise raise its mmap threshold after the first such free and serve
+	 * the next ones from the heap, whose freed space stays resident: RSS
+	 * would then follow the peak, not what is in use.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 
 	loop = uv_default_loop();
 	r = lmmsd_init(d, loop);
@@ -159,6 +171,12 @@ int main(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	lmmsd_fini(d);
+	if (d->abandoned) {
+		/* Threads still run module code: exit() would run destructors
+		 * (the modules', libraries') under them. */
+		log_info("exiting with %u abandoned calls", d->abandoned);
+		_exit(0);
+	}
 	r = uv_loop_close(loop);
 	if (r < 0)
 		log_warn("event loop closed with handles open: %s", uv_strerror(r));

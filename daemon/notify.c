@@ -18,7 +18,7 @@
 #define LISTEN_FDS_START 3
 
 void notify_init(notify *n, uv_loop_t *loop, void (*status)(void *ud, char *buf, size_t len),
-		 void *ud)
+		 bool (*alive)(void *ud), void *ud)
 {
 	const char *e = getenv("NOTIFY_SOCKET");
 	size_t len;
@@ -26,6 +26,7 @@ void notify_init(notify *n, uv_loop_t *loop, void (*status)(void *ud, char *buf,
 	memset(n, 0, sizeof(*n));
 	n->loop = loop;
 	n->status = status;
+	n->alive = alive;
 	n->ud = ud;
 	if (!e || !*e)
 		return;
@@ -104,38 +105,14 @@ void notify_stopping(notify *n)
 	notify_send(n, "STOPPING=1\nSTATUS=shutting down");
 }
 
-static void watchdog_noop(uv_work_t *w)
-{
-	(void)w;
-}
-
-static void watchdog_noop_done(uv_work_t *w, int status)
-{
-	notify *n = w->data;
-
-	(void)status;
-	n->probe_busy = false;
-	n->pool_ok_ms = uv_now(n->loop);
-}
-
-/* The timer firing proves the loop runs; the no-op job proves the pool
- * does. A pool stuck behind hung BLOCKING ops stops the petting, and
- * systemd restarts us. */
 static void watchdog_on_timer(uv_timer_t *t)
 {
 	notify *n = t->data;
-	uint64_t interval = uv_timer_get_repeat(t), now = uv_now(n->loop);
 
-	if (!n->probe_busy) {
-		n->probe.data = n;
-		if (uv_queue_work(n->loop, &n->probe, watchdog_noop, watchdog_noop_done) == 0)
-			n->probe_busy = true;
-	}
-	if (now - n->pool_ok_ms <= 2 * interval)
+	if (!n->alive || n->alive(n->ud))
 		notify_send(n, "WATCHDOG=1");
 	else
-		log_warn("watchdog: thread pool has not answered for %llu ms",
-			 (unsigned long long)(now - n->pool_ok_ms));
+		log_err("watchdog: the thread pool is stuck: not petting");
 	notify_status(n);
 }
 
@@ -167,8 +144,8 @@ void notify_watchdog_start(notify *n)
 		return;
 	n->watchdog_open = true;
 	n->watchdog.data = n;
-	n->pool_ok_ms = uv_now(n->loop);
-	uv_timer_start(&n->watchdog, watchdog_on_timer, 0, usec / 2000);
+	n->interval_ms = usec / 2000;
+	uv_timer_start(&n->watchdog, watchdog_on_timer, 0, n->interval_ms);
 	uv_unref((uv_handle_t *)&n->watchdog);
 	log_info("watchdog: petting every %llu ms", (unsigned long long)(usec / 2000));
 }

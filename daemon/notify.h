@@ -9,9 +9,11 @@
  * libgpg-error: 1.07 MiB of a 3.2 MiB idle daemon, and most of its start-up
  * time) out of the process: the path by which the xz backdoor reached sshd.
  *
- * The watchdog pets only while the loop runs (the timer fires) and the
- * thread pool answers a no-op job, and never blocks: the datagram is sent
- * with MSG_DONTWAIT, so a notify socket nobody reads cannot stall the loop.
+ * The watchdog pets only while the loop runs (its timer fires) and the
+ * thread pool is alive by its own account (busy with long calls counts as
+ * alive: a probe queued behind them would only measure their length), and
+ * never blocks: the datagram is sent with MSG_DONTWAIT, so a notify socket
+ * nobody reads cannot stall the loop.
  */
 #ifndef LMMS_NOTIFY_H
 #define LMMS_NOTIFY_H
@@ -30,18 +32,18 @@ typedef struct notify {
 
 	uv_timer_t watchdog;
 	bool watchdog_open;
-	uv_work_t probe;
-	bool probe_busy;
-	uint64_t pool_ok_ms;
+	uint64_t interval_ms; /* of the petting, 0 without a watchdog */
 
 	/* Writes the STATUS= text (without the key) into buf. */
 	void (*status)(void *ud, char *buf, size_t n);
+	/* Is the thread pool alive? (The loop is: the timer fired.) */
+	bool (*alive)(void *ud);
 	void *ud;
 } notify;
 
 /* Reads NOTIFY_SOCKET. Nothing to undo when it is unset. */
 void notify_init(notify *n, uv_loop_t *loop, void (*status)(void *ud, char *buf, size_t n),
-		 void *ud);
+		 bool (*alive)(void *ud), void *ud);
 void notify_fini(notify *n);
 /* Send one newline-separated assignment list. 0, or a negative errno. */
 int notify_send(notify *n, const char *text);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +26,6 @@
 #define DESC_MIN_SIZE (offsetof(lmms_module_desc, can_unload) + sizeof(void *))
 #define OP_MIN_SIZE (offsetof(lmms_op, cache_ttl_ms) + sizeof(uint32_t))
 
-/* How often a miss may trigger a directory rescan. */
-#define RESCAN_MIN_INTERVAL_MS 1000
 
 const char *module_state_name(module_state s)
 {
@@ -140,11 +139,6 @@ static int op_check(module *m, uint32_t i, const lmms_op *o)
 	return 0;
 }
 
-static int module_cmp(const void *a, const void *b)
-{
-	return strcmp((*(module *const *)a)->name, (*(module *const *)b)->name);
-}
-
 static void module_resolve_config(module *m);
 
 static module *module_new(registry *r, const char *name, size_t len)
@@ -169,6 +163,7 @@ static void module_resolve_config(module *m)
 {
 	m->policy = config_module_policy(m->reg->cfg, m->name);
 	m->grace_ms = config_module_grace_ms(m->reg->cfg, m->name);
+	m->cache_scope = config_module_cache_scope(m->reg->cfg, m->name);
 }
 
 static void module_free(module *m)
@@ -185,6 +180,15 @@ static void module_free(module *m)
 	free(m);
 }
 
+void module_set_trigger(module *m, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(m->unload_trigger, sizeof(m->unload_trigger), fmt, ap);
+	va_end(ap);
+}
+
 void module_unref(module *m)
 {
 	registry *r = m->reg;
@@ -199,8 +203,16 @@ void registry_apply_config(registry *r)
 		module_resolve_config(r->mods[i]);
 }
 
+/*
+ * LIGS applied to the registry itself: nothing is listed at start. A called
+ * module is resolved by its path (one stat), and the directory is listed
+ * only when someone asks for all of it (lmms.modules, lmms.stats, --eager),
+ * so starting costs the same with 6 modules installed or 1,000.
+ */
 int registry_init(registry *r, const char *dir, const config *cfg)
 {
+	struct stat st;
+
 	memset(r, 0, sizeof(*r));
 	if (strlen(dir) >= sizeof(r->dir))
 		return -ENAMETOOLONG;
@@ -208,22 +220,41 @@ int registry_init(registry *r, const char *dir, const config *cfg)
 	r->cfg = cfg;
 	hmap_init(&r->by_name, REGISTRY_MAX_MODULES);
 	hmap_init(&r->ops, REGISTRY_MAX_MODULES * MODULE_MAX_OPS);
-	return registry_scan(r);
+	if (stat(dir, &st) < 0) {
+		int e = -errno;
+
+		log_warn("module directory %s: %s", dir, strerror(errno));
+		return e;
+	}
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
 static int module_unload(registry *r, module *m, bool ask, const char **reason);
 
 void registry_fini(registry *r)
 {
+	bool abandoned = false;
+
 	for (uint32_t i = 0; i < r->n_mods; i++) {
 		module *m = r->mods[i];
+
+		/* A call the stop gave up on still runs its code: leave the
+		 * module mapped, initialised and allocated for the exit. */
+		if (m->refs) {
+			abandoned = true;
+			continue;
+		}
 
 		/* The daemon is leaving: a can_unload veto protects data while
 		 * the daemon lives, but at exit skipping fini would only leak
 		 * it (and whatever else the module holds). */
-		if (m->handle)
+		if (m->handle) {
+			module_set_trigger(m, "shutdown");
 			module_unload(r, m, false, NULL);
+		}
 	}
+	if (abandoned)
+		return; /* the process is about to _exit: nothing to give back */
 	for (uint32_t i = 0; i < r->n_mods; i++)
 		module_free(r->mods[i]);
 	hmap_fini(&r->by_name);
@@ -231,12 +262,39 @@ void registry_fini(registry *r)
 	memset(r, 0, sizeof(*r));
 }
 
+static bool registry_dir_changed(registry *r);
+
+/* A new entry for NAME.so, kept in name order. */
+static int registry_add(registry *r, const char *name, size_t len, module **out)
+{
+	module *m;
+	uint32_t at;
+
+	if (r->n_mods >= REGISTRY_MAX_MODULES) {
+		log_warn("module directory: more than %d modules, ignoring %.*s",
+			 REGISTRY_MAX_MODULES, (int)len, name);
+		return -ENOSPC;
+	}
+	m = module_new(r, name, len);
+	if (!m || hmap_put(&r->by_name, m->name, m->name_len, m) < 0) {
+		if (m)
+			module_free(m);
+		return -ENOMEM;
+	}
+	for (at = r->n_mods; at > 0 && strcmp(r->mods[at - 1]->name, m->name) > 0; at--)
+		;
+	memmove(&r->mods[at + 1], &r->mods[at], (r->n_mods - at) * sizeof(r->mods[0]));
+	r->mods[at] = m;
+	r->n_mods++;
+	*out = m;
+	return 0;
+}
+
 int registry_scan(registry *r)
 {
 	struct stat st;
 	struct dirent *de;
 	DIR *dir;
-	bool added = false;
 
 	dir = opendir(r->dir);
 	if (!dir) {
@@ -263,25 +321,21 @@ int registry_scan(registry *r)
 		}
 		if (hmap_get(&r->by_name, de->d_name, len))
 			continue;
-		if (r->n_mods >= REGISTRY_MAX_MODULES) {
-			log_warn("module directory: more than %d modules, ignoring %s",
-				 REGISTRY_MAX_MODULES, de->d_name);
-			continue;
-		}
-		m = module_new(r, de->d_name, len);
-		if (!m || hmap_put(&r->by_name, m->name, m->name_len, m) < 0) {
-			if (m)
-				module_free(m);
+		if (registry_add(r, de->d_name, len, &m) == -ENOMEM) {
 			closedir(dir);
 			return -ENOMEM;
 		}
-		r->mods[r->n_mods++] = m;
-		added = true;
 	}
 	closedir(dir);
-	if (added)
-		qsort(r->mods, r->n_mods, sizeof(r->mods[0]), module_cmp);
+	r->listed = true;
 	return 0;
+}
+
+int registry_list(registry *r)
+{
+	if (r->listed && !registry_dir_changed(r))
+		return 0;
+	return registry_scan(r);
 }
 
 static bool registry_dir_changed(registry *r)
@@ -293,18 +347,21 @@ static bool registry_dir_changed(registry *r)
 	return st.st_mtim.tv_sec * 1000000000L + st.st_mtim.tv_nsec != r->dir_mtime_ns;
 }
 
+/* A name not seen yet is resolved by its path: one stat, no listing, so a
+ * module dropped in later is found at once. */
 module *registry_find(registry *r, const char *name, size_t len)
 {
 	module *m = hmap_get(&r->by_name, name, len);
+	char path[PATH_MAX];
+	struct stat st;
 
 	if (m || !config_module_name_valid(name, len))
 		return m;
-	/* Rate-limited so a client asking for nonexistent modules in a loop
-	 * cannot turn every call into a directory walk. */
-	if (now_ms() - r->last_scan_ms < RESCAN_MIN_INTERVAL_MS || !registry_dir_changed(r))
+	if (snprintf(path, sizeof(path), "%s/%.*s.so", r->dir, (int)len, name) >=
+		    (int)sizeof(path) ||
+	    stat(path, &st) < 0 || !S_ISREG(st.st_mode))
 		return NULL;
-	registry_scan(r);
-	return hmap_get(&r->by_name, name, len);
+	return registry_add(r, name, len, &m) == 0 ? m : NULL;
 }
 
 op_info *registry_find_op(registry *r, const char *method, size_t len)
@@ -662,6 +719,8 @@ int registry_load(registry *r, module *m)
 		m->resident_bytes = rss_after > rss_before ? rss_after - rss_before : 0;
 	m->backoff_ms = 0;
 	m->error[0] = '\0';
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
 	log_info("module %s %s loaded (%u ops, %lld KiB resident%s%s%s)", m->name,
 		 m->desc.version ? m->desc.version : "", m->n_ops,
 		 (long long)(m->resident_bytes / 1024), m->state == MOD_PINNED ? ", pinned" : "",
@@ -716,24 +775,41 @@ static int module_unload(registry *r, module *m, bool ask, const char **reason)
 	 * symbols, TLS destructors): ask it, without loading anything. */
 	again = dlopen(m->path, RTLD_NOW | RTLD_NOLOAD | RTLD_LOCAL);
 	if (again) {
+		bool known = m->state == MOD_PINNED;
+
 		dlclose(again);
 		m->state = MOD_PINNED;
-		snprintf(m->pinned_by, sizeof(m->pinned_by), "%s", "glibc (still mapped after dlclose)");
+		if (!m->pinned_by[0])
+			snprintf(m->pinned_by, sizeof(m->pinned_by), "%s",
+				 "glibc (still mapped after dlclose)");
 		m->reclaimed_bytes = 0;
-		log_notice("module %s stays mapped after dlclose: pinned", m->name);
+		if (known)
+			log_info("module %s finalised by %s; it stays mapped (pinned by %s)",
+				 m->name, m->unload_trigger[0] ? m->unload_trigger : "request",
+				 m->pinned_by);
+		else
+			log_notice("module %s stays mapped after dlclose: pinned", m->name);
 		return 1;
 	}
 
 	rss_after = rss_bytes();
-	m->state = MOD_UNLOADED;
-	r->n_resident--;
-	r->unloads++;
 	m->reclaimed_bytes = (rss_before >= 0 && rss_after >= 0 && rss_before > rss_after)
 				     ? rss_before - rss_after
 				     : 0;
 	r->reclaimed_bytes += m->reclaimed_bytes;
-	log_info("module %s unloaded (%lld KiB returned)", m->name,
-		 (long long)(m->reclaimed_bytes / 1024));
+	if (m->state == MOD_PINNED)
+		/* the module left, but the -z nodelete library it pulled in did not */
+		log_info("module %s unloaded by %s; %s stays mapped (-z nodelete)", m->name,
+			 m->unload_trigger[0] ? m->unload_trigger : "request", m->pinned_by);
+	else
+		log_info("module %s unloaded by %s (%lld KiB returned)", m->name,
+			 m->unload_trigger[0] ? m->unload_trigger : "request",
+			 (long long)(m->reclaimed_bytes / 1024));
+	m->state = MOD_UNLOADED;
+	r->n_resident--;
+	r->unloads++;
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
 	return 0;
 }
 

@@ -16,6 +16,7 @@
 
 #include <lmms/lmms-module.h>
 #include <limits.h>
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -80,6 +81,7 @@ struct module {
 	/* resolved from the configuration at load and on reload */
 	module_policy policy;
 	uint64_t grace_ms;
+	cache_scope cache_scope;
 
 	void *handle; /* dlopen handle while callable */
 	lmms_module_desc desc; /* copied by the module's size, zero beyond it */
@@ -107,6 +109,10 @@ struct module {
 	uint64_t backoff_ms;
 	char error[MODULE_ERROR_MAX]; /* last load failure */
 	char pinned_by[64]; /* PINNED: the nodelete object, or why glibc kept it */
+	char unload_trigger[64]; /* who asked for the last unload: "sweep (idle 31s)", ... */
+	uint64_t crashes; /* process isolation: worker deaths while loaded */
+	int isolation; /* isolation in force (ISOLATION_*) */
+	pid_t pid; /* process isolation: the worker's, or 0 */
 };
 
 struct registry {
@@ -119,15 +125,22 @@ struct registry {
 	uint32_t n_resident; /* LOADED + PINNED */
 	uint64_t loads; /* successful loads */
 	uint64_t unloads;
+	uint64_t worker_spawns; /* process isolation */
+	uint64_t module_crashes;
+	uint64_t hot_reloads; /* modules reloaded because their file changed */
+	uint64_t premature_reloads; /* loaded again within the grace that unloaded them */
 	int64_t reclaimed_bytes; /* sum of measured RSS drops */
 	long dir_mtime_ns; /* of the last scan */
 	uint64_t last_scan_ms;
+	bool listed; /* the directory was listed at least once */
 
 	/* Called once a module is no longer callable, before its fini, for the
 	 * cache and ZAFP to drop what points at it. */
 	void (*on_unload)(void *ud, module *m);
 	/* Called when a module's last op in flight returned (refs reached 0). */
 	void (*on_released)(void *ud, module *m);
+	/* Called after the resident set changed (a load, an unload). */
+	void (*on_residency)(void *ud, module *m);
 	void *ud;
 };
 
@@ -143,6 +156,9 @@ static inline void module_ref(module *m)
 
 void module_unref(module *m);
 
+/* Name what asks for the next unload of m, for the log and lmms.modules. */
+void module_set_trigger(module *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static inline void module_touch(module *m, uint64_t now_ms)
 {
 	m->last_used_ms = now_ms;
@@ -156,9 +172,12 @@ void registry_fini(registry *r); /* unloads every module (fini + dlclose) */
 
 /* (Re)list the directory; existing entries keep their state. */
 int registry_scan(registry *r);
+/* List the directory if that never happened or it changed since: for what
+ * needs every module (lmms.modules, lmms.stats, --eager). */
+int registry_list(registry *r);
 
-/* By name; on a miss rescans the directory if it changed, so a module
- * dropped in later is found without a restart. */
+/* By name. A name not seen yet is looked up as NAME.so in the directory
+ * (a stat), so a module dropped in later is found at once. */
 module *registry_find(registry *r, const char *name, size_t len);
 op_info *registry_find_op(registry *r, const char *method, size_t len);
 

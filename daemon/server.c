@@ -19,6 +19,9 @@
 #include "log.h"
 
 #define READ_CHUNK (64 * 1024)
+/* Buffers that grew past this for one big message are given back once they
+ * are empty again: an idle connection must not keep a megabyte it used once. */
+#define KEEP_BUF_MAX (64 * 1024)
 
 /* ---- connections ---- */
 
@@ -48,6 +51,16 @@ static void conn_on_close(uv_handle_t *h)
 	conn_unref(h->data);
 }
 
+/* Tell the layer above how much output waits on the peer now. */
+static void conn_set_pending(conn *c, size_t bytes)
+{
+	server *s = c->srv;
+
+	if (bytes != c->pending && s->cb.on_pending)
+		s->cb.on_pending(s->ud, c, (int64_t)bytes - (int64_t)c->pending);
+	c->pending = bytes;
+}
+
 void conn_close(conn *c)
 {
 	server *s = c->srv;
@@ -63,6 +76,7 @@ void conn_close(conn *c)
 		c->next->prev = c->prev;
 	s->n_conns--;
 	log_debug("connection %llu closed", (unsigned long long)c->id);
+	conn_set_pending(c, 0);
 	if (s->cb.on_close)
 		s->cb.on_close(s->ud, c);
 	uv_close((uv_handle_t *)&c->pipe, conn_on_close);
@@ -78,13 +92,22 @@ static uint64_t conn_now(const conn *c)
 	return uv_now(c->srv->loop);
 }
 
+static void bbuf_shrink(bbuf *b)
+{
+	if (b->len == 0 && b->cap > KEEP_BUF_MAX)
+		bbuf_free(b);
+}
+
 static void conn_on_write(uv_write_t *req, int status)
 {
 	conn *c = req->data;
 
 	c->writing = false;
 	c->wbuf.len = 0;
+	bbuf_shrink(&c->wbuf);
 	c->write_stalled_since_ms = 0;
+	if (!c->closing)
+		conn_set_pending(c, 0);
 	if (status < 0 && !c->closing) {
 		log_debug("connection %llu: write failed: %s", (unsigned long long)c->id,
 			  uv_strerror(status));
@@ -118,6 +141,7 @@ void conn_flush(conn *c)
 	r = uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
 	if (r == (int)c->out.len) {
 		c->out.len = 0;
+		bbuf_shrink(&c->out);
 		c->last_activity_ms = conn_now(c);
 		c->write_stalled_since_ms = 0;
 		if (c->fatal || (c->eof && c->inflight == 0 && !c->backlog))
@@ -152,6 +176,7 @@ void conn_flush(conn *c)
 	}
 	c->writing = true;
 	conn_ref(c);
+	conn_set_pending(c, c->wbuf.len);
 }
 
 static void conn_out_fail(conn *c)
@@ -279,13 +304,33 @@ static bool conn_can_take_more(const conn *c)
 }
 
 /* Frame and hand up every whole message in the input buffer, as far as the
- * in-flight and output caps allow, then set reading accordingly. */
+ * in-flight and output caps allow, then set reading accordingly. The layer
+ * above may call back in while a message is handed up (a hold, a request
+ * done at once): such a call only asks for another pass, which runs when
+ * the current one is over, so a buffer is never walked by two passes. */
+static void conn_process_once(conn *c);
+
 static void conn_process(conn *c)
+{
+	if (c->in_process) {
+		c->again = true;
+		return;
+	}
+	conn_ref(c);
+	c->in_process = true;
+	do {
+		c->again = false;
+		conn_process_once(c);
+	} while (c->again && !c->closing);
+	c->in_process = false;
+	conn_unref(c);
+}
+
+static void conn_process_once(conn *c)
 {
 	server *s = c->srv;
 	size_t pos = 0;
 
-	conn_ref(c);
 	while (conn_can_take_more(c) && pos < c->ilen) {
 		proto_scan_status st = proto_scan_feed(&c->scan, &s->limits.proto, c->ibuf + pos,
 						       c->ilen - pos);
@@ -316,6 +361,11 @@ static void conn_process(conn *c)
 	if (!c->closing) {
 		/* Whole messages left unprocessed because of the caps. */
 		c->backlog = c->ilen > 0 && !conn_can_take_more(c);
+		if (!c->ilen && c->icap > KEEP_BUF_MAX) {
+			free(c->ibuf);
+			c->ibuf = NULL;
+			c->icap = 0;
+		}
 		/* The slowloris clock starts at the first byte of the message
 		 * still incomplete. */
 		if (!c->ilen)
@@ -332,7 +382,6 @@ static void conn_process(conn *c)
 		}
 		conn_flush(c);
 	}
-	conn_unref(c);
 }
 
 void conn_request_begin(conn *c)
@@ -473,9 +522,16 @@ static void server_on_connection(uv_stream_t *l, int status)
 	else if (server_conns_of_uid(s, c->uid) >= s->limits.max_connections_per_uid)
 		why = "too many connections of this uid";
 	if (why) {
+		uint64_t now = uv_now(s->loop);
+
 		s->st.connections_refused++;
-		log_warn("refusing connection from pid %d uid %u: %s", (int)c->pid,
-			 (unsigned)c->uid, why);
+		/* one line a second at most: a storm must not become a log storm */
+		if (now - s->refused_logged_ms >= 1000) {
+			log_warn("refusing connection from pid %d uid %u: %s (%llu refused in all)",
+				 (int)c->pid, (unsigned)c->uid, why,
+				 (unsigned long long)s->st.connections_refused);
+			s->refused_logged_ms = now;
+		}
 		conn_discard(c);
 		return;
 	}

@@ -57,6 +57,9 @@ typedef struct server_callbacks {
 	/* The connection is closing: the layer above drops what it keeps for
 	 * it. The conn stays valid until the last conn_unref. Optional. */
 	void (*on_close)(void *ud, conn *c);
+	/* Output the socket did not take at once, held until the peer reads
+	 * it, grew or shrank by delta bytes (per-uid budgets). Optional. */
+	void (*on_pending)(void *ud, conn *c, int64_t delta);
 } server_callbacks;
 
 typedef struct server_stats {
@@ -79,6 +82,7 @@ struct conn {
 	bool eof; /* the peer stopped sending: close once everything is answered */
 	bool backlog; /* whole requests wait in ibuf for the caps to clear */
 	bool held; /* the layer above paused reading (conn_hold) */
+	bool in_process, again; /* a processing pass runs; another one is wanted */
 
 	/* input */
 	char *ibuf;
@@ -91,6 +95,7 @@ struct conn {
 	uv_write_t wreq;
 	bool writing;
 	uint64_t write_stalled_since_ms; /* output pending without progress since */
+	size_t pending; /* bytes reported through on_pending */
 
 	uint32_t inflight;
 	uint64_t last_activity_ms;
@@ -119,6 +124,7 @@ struct server {
 	uint64_t next_id;
 	uv_timer_t reaper;
 	bool reaper_open;
+	uint64_t refused_logged_ms;
 	server_stats st;
 };
 

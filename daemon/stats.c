@@ -27,6 +27,12 @@ const stat_def stat_defs[STAT_MAX] = {
 	[ST_CONNECTIONS_TOTAL] = { "connections_total", STAT_COUNTER, false, "Client connections accepted." },
 	[ST_CACHE_EVICTIONS] = { "cache_evictions", STAT_COUNTER, false, "Cache entries evicted by the size bounds." },
 	[ST_ZAFP_EVICTIONS] = { "zafp_evictions", STAT_COUNTER, false, "Fast-path entries evicted by zafp.max_hot_paths." },
+	[ST_WORKER_SPAWNS] = { "worker_spawns", STAT_COUNTER, false, "Worker processes started for isolated modules." },
+	[ST_MODULE_CRASHES] = { "module_crashes", STAT_COUNTER, false, "Worker processes that died while calls ran (answered module_crashed)." },
+	[ST_LUGS_PREMATURE_RELOADS] = { "lugs_premature_reloads", STAT_COUNTER, false, "Modules loaded again within the grace after LUGS unloaded them." },
+	[ST_PRESSURE_EVENTS] = { "pressure_events", STAT_COUNTER, false, "Memory pressure events that made lmmsd shed." },
+	[ST_HOT_RELOADS] = { "hot_reloads", STAT_COUNTER, false, "Modules reloaded because their file was replaced on disk." },
+	[ST_POOL_CALLS] = { "pool_calls_total", STAT_COUNTER, false, "Calls run on the thread pool." },
 };
 
 void stats_collect(const lmmsd *d, stats_snapshot *s)
@@ -55,4 +61,10 @@ void stats_collect(const lmmsd *d, stats_snapshot *s)
 	v[ST_CONNECTIONS_TOTAL] = (int64_t)d->srv.st.connections_total;
 	v[ST_CACHE_EVICTIONS] = (int64_t)d->cache.evictions;
 	v[ST_ZAFP_EVICTIONS] = (int64_t)d->heat.evictions;
+	v[ST_WORKER_SPAWNS] = (int64_t)d->reg.worker_spawns;
+	v[ST_MODULE_CRASHES] = (int64_t)d->reg.module_crashes;
+	v[ST_LUGS_PREMATURE_RELOADS] = (int64_t)d->reg.premature_reloads;
+	v[ST_PRESSURE_EVENTS] = (int64_t)d->lugs.st.pressure_events;
+	v[ST_HOT_RELOADS] = (int64_t)d->reg.hot_reloads;
+	v[ST_POOL_CALLS] = (int64_t)d->dp.st.pool_calls;
 }

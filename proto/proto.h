@@ -108,6 +108,9 @@ proto_scan_status proto_scan_feed(proto_scan *s, const proto_limits *l, const vo
  * followed by more bytes, -E2BIG when n does not fit the scanner.
  */
 int proto_check_value(const void *p, size_t n, uint32_t max_depth);
+/* The same walk, for the first value of p[0..n): its length in *len (more
+ * bytes may follow it). */
+int proto_value_len(const void *p, size_t n, uint32_t max_depth, size_t *len);
 
 /* A decoded message. Pointers refer into the msgpack_object it came from. */
 typedef struct proto_msg {

@@ -17,6 +17,7 @@
 #include "proto.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 /*
@@ -54,7 +55,10 @@ void proto_limits_default(proto_limits *l)
 
 void proto_scan_reset(proto_scan *s)
 {
-	memset(s, 0, sizeof(*s));
+	/* The container stack is written before it is read (a container's
+	 * count is stored as it opens), so only the fields before it need
+	 * clearing: this runs once per message. */
+	memset(s, 0, offsetof(proto_scan, remaining));
 	s->err = PROTO_OK;
 }
 
@@ -316,7 +320,7 @@ proto_scan_status proto_scan_feed(proto_scan *s, const proto_limits *l, const vo
 	return PROTO_SCAN_MORE;
 }
 
-int proto_check_value(const void *p, size_t n, uint32_t max_depth)
+int proto_value_len(const void *p, size_t n, uint32_t max_depth, size_t *len)
 {
 	proto_limits l = {
 		.max_message_bytes = (uint32_t)n,
@@ -332,12 +336,23 @@ int proto_check_value(const void *p, size_t n, uint32_t max_depth)
 	s.value_only = true;
 	switch (proto_scan_feed(&s, &l, p, n)) {
 	case PROTO_SCAN_DONE:
-		return s.msg_len == n ? 0 : -EINVAL;
+		*len = s.msg_len;
+		return 0;
 	case PROTO_SCAN_ERROR:
 		return s.reason == reason_too_deep ? -ELOOP : -EINVAL;
 	default:
 		return -EINVAL; /* truncated */
 	}
+}
+
+int proto_check_value(const void *p, size_t n, uint32_t max_depth)
+{
+	size_t len = 0;
+	int r = proto_value_len(p, n, max_depth, &len);
+
+	if (r < 0)
+		return r;
+	return len == n ? 0 : -EINVAL;
 }
 
 /* ---- request peek (the dispatch fast path) ---- */

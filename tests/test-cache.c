@@ -47,12 +47,12 @@ static void teardown(void)
 
 static int put(op_info *op, const char *params, const char *val, uint64_t ttl, uint64_t now)
 {
-	return cache_put(&c, op, params, strlen(params), val, strlen(val), ttl, false, now);
+	return cache_put(&c, op, CACHE_SHARED, params, strlen(params), val, strlen(val), ttl, false, now);
 }
 
 static cache_entry *get(op_info *op, const char *params, uint64_t now)
 {
-	return cache_get(&c, op->method, op->method_len, params, strlen(params), now);
+	return cache_get(&c, op->method, op->method_len, CACHE_SHARED, params, strlen(params), now);
 }
 
 START_TEST(hit_and_miss)
@@ -71,7 +71,7 @@ START_TEST(hit_and_miss)
 	 * prefix: all misses */
 	ck_assert_ptr_null(get(&op_a1, "p2", 10));
 	ck_assert_ptr_null(get(&op_a2, "p1", 10));
-	ck_assert_ptr_null(cache_get(&c, "a.on", 4, "ep1", 3, 10));
+	ck_assert_ptr_null(cache_get(&c, "a.on", 4, CACHE_SHARED, "ep1", 3, 10));
 	ck_assert_uint_eq(c.misses, 4);
 	ck_assert_uint_eq(c.entries, 1);
 	ck_assert_uint_eq(mod_a.cache_deps, 1);
@@ -178,7 +178,7 @@ START_TEST(negative)
 {
 	cache_entry *e;
 
-	ck_assert_int_eq(cache_put(&c, &op_a1, "p", 1, "boom", 4, 100, true, 0), 0);
+	ck_assert_int_eq(cache_put(&c, &op_a1, CACHE_SHARED, "p", 1, "boom", 4, 100, true, 0), 0);
 	e = get(&op_a1, "p", 1);
 	ck_assert_ptr_nonnull(e);
 	ck_assert(e->negative);

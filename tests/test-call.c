@@ -238,6 +238,74 @@ START_TEST(test_arg_msgpack)
 }
 END_TEST
 
+/* With the wire bytes given (as dispatch does), arg_msgpack hands out slices
+ * of them, byte-identical to the re-encoded form for a canonical encoding,
+ * and ret_msgpack passes such a slice through. */
+START_TEST(test_arg_msgpack_wire)
+{
+	const void *p[12];
+	size_t n[12];
+	lmms_call c, ref;
+	pbuild b;
+	result res;
+
+	call_init(&c, build_mixed(&b), 0, "t");
+	call_set_wire(&c, b.sb.data, b.sb.size, 32);
+	call_init(&ref, &b.up.data, 0, "t");
+	for (size_t i = 0; i < 12; i++) {
+		const void *rp;
+		size_t rn;
+
+		ck_assert_int_eq(H->arg_msgpack(&c, i, &p[i], &n[i]), 0);
+		ck_assert((const char *)p[i] >= b.sb.data &&
+			  (const char *)p[i] < b.sb.data + b.sb.size);
+		ck_assert_int_eq(H->arg_msgpack(&ref, i, &rp, &rn), 0);
+		ck_assert_uint_eq(n[i], rn);
+		ck_assert_int_eq(memcmp(p[i], rp, rn), 0);
+	}
+	ck_assert_int_eq(H->arg_msgpack(&c, 12, &p[0], &n[0]), -ERANGE);
+	/* echo: every argument back in an array, through the unchecked path */
+	ck_assert_int_eq(H->ret_array(&c, 12), 0);
+	for (size_t i = 0; i < 12; i++) {
+		ck_assert_int_eq(H->arg_msgpack(&c, i, &p[i], &n[i]), 0);
+		ck_assert_int_eq(H->ret_msgpack(&c, p[i], n[i]), 0);
+	}
+	ck_assert_ptr_nonnull(result_take(&c, &res));
+	/* the result is the params array itself */
+	ck_assert_uint_eq(res.len, b.sb.size);
+	ck_assert_int_eq(memcmp(res.bytes, b.sb.data, b.sb.size), 0);
+	result_free(&res);
+	call_fini(&c);
+	call_fini(&ref);
+	pb_free(&b);
+}
+END_TEST
+
+/* A slice is still checked when the result has no room left for its depth. */
+START_TEST(test_arg_msgpack_wire_depth)
+{
+	lmms_call c;
+	pbuild b;
+	msgpack_packer *pk = pb_begin(&b, 1);
+	const void *p;
+	size_t n;
+
+	/* one argument nested 3 deep: [[[1]]] */
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_int(pk, 1);
+	call_init(&c, pb_end(&b), 0, "t");
+	call_set_wire(&c, b.sb.data, b.sb.size, 32);
+	ck_assert_int_eq(H->arg_msgpack(&c, 0, &p, &n), 0);
+	for (int i = 0; i < CALL_MAX_RESULT_DEPTH - 3; i++)
+		ck_assert_int_eq(H->ret_array(&c, 1), 0);
+	ck_assert_int_eq(H->ret_msgpack(&c, p, n), -ELOOP);
+	call_fini(&c);
+	pb_free(&b);
+}
+END_TEST
+
 START_TEST(test_no_params)
 {
 	const void *p;
@@ -798,6 +866,8 @@ static Suite *call_suite(void)
 	tcase_add_test(tc, test_arg_types);
 	tcase_add_test(tc, test_arg_getters);
 	tcase_add_test(tc, test_arg_msgpack);
+	tcase_add_test(tc, test_arg_msgpack_wire);
+	tcase_add_test(tc, test_arg_msgpack_wire_depth);
 	tcase_add_test(tc, test_no_params);
 	tcase_add_test(tc, test_ret_scalars);
 	tcase_add_test(tc, test_ret_invalid_args);

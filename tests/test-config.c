@@ -740,8 +740,8 @@ START_TEST(test_round_trip)
 	ck_assert_ptr_nonnull(strstr(v1->text, "module hash|policy|core\n"));
 	ck_assert_ptr_nonnull(strstr(v1->text, "module kv|grace_period|1ms\n"));
 	ck_assert_ptr_null(strstr(v1->text, "module hash|grace_period"));
-	/* 33 top-level keys, plus policy for 3 modules and one grace period */
-	ck_assert_uint_eq(n, 33 + 3 + 1);
+	/* 46 top-level keys, plus policy for 3 modules and one grace period */
+	ck_assert_uint_eq(n, 46 + 3 + 1);
 
 	/* the defaults round-trip too */
 	config_init_defaults(&ref);
@@ -945,7 +945,7 @@ START_TEST(test_template)
 	/* uncommented, it shows every key and each at its default */
 	ck_assert_msg(config_load(&cfg, out, NULL, 0, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_int_eq(sections, 6);
-	ck_assert_int_eq(keys, 33 + 2); /* + the [module hash] example */
+	ck_assert_int_eq(keys, 46 + 2); /* + the [module hash] example */
 	ck_assert_uint_eq(cfg.n_modules, 1);
 	ck_assert_str_eq(cfg.modules[0].name, "hash");
 	ck_assert_int_eq(cfg.modules[0].policy, POLICY_CORE);

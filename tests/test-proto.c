@@ -1298,6 +1298,99 @@ START_TEST(test_check_value)
 }
 END_TEST
 
+/* ---- proto_request_peek ---- */
+
+static size_t pack_msg(char *buf, size_t cap, int type, uint32_t msgid, int msgid_width,
+		       const char *method, int str_form, uint32_t nparams)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t n;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, type == 2 ? 3 : 4);
+	msgpack_pack_int(&pk, type);
+	if (type != 2) {
+		if (msgid_width == 1)
+			msgpack_pack_uint8(&pk, (uint8_t)msgid);
+		else if (msgid_width == 2)
+			msgpack_pack_uint16(&pk, (uint16_t)msgid);
+		else
+			msgpack_pack_uint32(&pk, msgid);
+	}
+	if (str_form == 0)
+		msgpack_pack_str_with_body(&pk, method, strlen(method));
+	else
+		msgpack_pack_bin_with_body(&pk, method, strlen(method));
+	msgpack_pack_array(&pk, nparams);
+	for (uint32_t i = 0; i < nparams; i++)
+		msgpack_pack_int(&pk, (int)i);
+	n = sb.size;
+	ck_assert_uint_le(n, cap);
+	memcpy(buf, sb.data, n);
+	msgpack_sbuffer_destroy(&sb);
+	return n;
+}
+
+START_TEST(test_request_peek)
+{
+	static const uint32_t ids[] = { 0, 5, 127, 200, 65535, 70000 };
+	static const int widths[] = { 1, 1, 1, 1, 2, 4 };
+	char buf[4096], longname[300];
+	proto_request r;
+	size_t n;
+
+	/* every msgid width, pointers into the message, params to the end */
+	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+		n = pack_msg(buf, sizeof(buf), 0, ids[i], widths[i], "echo.ping", 0, 2);
+		ck_assert(proto_request_peek(buf, n, &r));
+		ck_assert_uint_eq(r.msgid, ids[i]);
+		ck_assert(!r.notify);
+		ck_assert_uint_eq(r.method_len, 9);
+		ck_assert_int_eq(memcmp(r.method, "echo.ping", 9), 0);
+		ck_assert_ptr_eq(r.params + r.params_len, buf + n);
+		ck_assert_int_eq((unsigned char)r.params[0], 0x92);
+	}
+	/* a notification */
+	n = pack_msg(buf, sizeof(buf), 2, 0, 0, "a.b", 0, 0);
+	ck_assert(proto_request_peek(buf, n, &r));
+	ck_assert(r.notify);
+	ck_assert_uint_eq(r.params_len, 1);
+	/* str8 and str16 method names */
+	memset(longname, 'm', sizeof(longname));
+	longname[40] = '\0';
+	n = pack_msg(buf, sizeof(buf), 0, 1, 1, longname, 0, 0);
+	ck_assert(proto_request_peek(buf, n, &r));
+	ck_assert_uint_eq(r.method_len, 40);
+	longname[40] = 'm';
+	longname[299] = '\0';
+	n = pack_msg(buf, sizeof(buf), 0, 1, 1, longname, 0, 0);
+	ck_assert(proto_request_peek(buf, n, &r));
+	ck_assert_uint_eq(r.method_len, 299);
+	/* not the common form: left to the general path */
+	/* a uint64 msgid */
+	memcpy(buf, "\x94\x00\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa3" "a.b\x90", 16);
+	ck_assert(!proto_request_peek(buf, 16, &r));
+	n = pack_msg(buf, sizeof(buf), 0, 1, 1, "a.b", 1, 0); /* bin method */
+	ck_assert(!proto_request_peek(buf, n, &r));
+	n = pack_msg(buf, sizeof(buf), 1, 1, 1, "a.b", 0, 0); /* a response */
+	ck_assert(!proto_request_peek(buf, n, &r));
+	ck_assert(!proto_request_peek("\x94\x00\x01", 3, &r)); /* too short */
+	/* params that are not an array */
+	memcpy(buf, "\x94\x00\x01\xa3" "a.b\x80", 8);
+	ck_assert(!proto_request_peek(buf, 8, &r));
+	/* a method running past the end */
+	memcpy(buf, "\x94\x00\x01\xa9" "a.b\x90", 8);
+	ck_assert(!proto_request_peek(buf, 8, &r));
+	/* every truncation of a valid request is refused or stays inside it */
+	n = pack_msg(buf, sizeof(buf), 0, 300, 2, "hash.sha256", 0, 3);
+	for (size_t k = 0; k < n; k++)
+		if (proto_request_peek(buf, k, &r))
+			ck_assert(r.params + r.params_len <= buf + k);
+}
+END_TEST
+
 static Suite *proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -1335,6 +1428,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(tc, test_parse_not_array);
 	tcase_add_test(tc, test_invalid_c1);
 	tcase_add_test(tc, test_check_value);
+	tcase_add_test(tc, test_request_peek);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("stream");
