@@ -16,7 +16,9 @@
  *   4. a request or notification packed again by proto_pack_* with the same
  *      params parses back to the same method, msgid and params;
  *   5. the error reply to a refused request passes the scanner and parses
- *      as a response with that msgid and code.
+ *      as a response with that msgid and code;
+ *   6. what proto_request_peek (dispatch's fast path) reads from the bytes
+ *      is what the full decode reads: same kind, msgid, method and params.
  */
 #include <errno.h>
 #include <string.h>
@@ -127,6 +129,29 @@ static void check_error_reply(uint32_t msgid, const char *reason, msgpack_zone *
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* Property 6: the fast path agrees with the full decode, or stays out. */
+static void check_peek(const char *msg, size_t len, proto_err e, const proto_msg *pm,
+		       msgpack_zone *z)
+{
+	proto_request r;
+	msgpack_object po;
+	size_t off = 0;
+
+	if (!proto_request_peek(msg, len, &r))
+		return;
+	FUZZ_ASSERT(e == PROTO_OK);
+	FUZZ_ASSERT(pm->type == (r.notify ? PROTO_NOTIFICATION : PROTO_REQUEST));
+	if (!r.notify)
+		FUZZ_ASSERT(r.msgid == pm->msgid);
+	FUZZ_ASSERT(r.method_len == pm->method_len);
+	FUZZ_ASSERT(!r.method_len || memcmp(r.method, pm->method, r.method_len) == 0);
+	FUZZ_ASSERT(r.params >= msg && r.params + r.params_len == msg + len);
+	FUZZ_ASSERT(proto_check_value(r.params, r.params_len, 32) == 0);
+	FUZZ_ASSERT(msgpack_unpack(r.params, r.params_len, &off, z, &po) ==
+		    MSGPACK_UNPACK_SUCCESS);
+	FUZZ_ASSERT(obj_same(&po, pm->params));
+}
+
 static void check_message(const char *msg, const proto_scan *s, msgpack_zone *z)
 {
 	msgpack_object o;
@@ -137,6 +162,7 @@ static void check_message(const char *msg, const proto_scan *s, msgpack_zone *z)
 
 	FUZZ_ASSERT(msgpack_unpack(msg, s->msg_len, &off, z, &o) == MSGPACK_UNPACK_SUCCESS);
 	e = proto_msg_parse(&o, &pm, &reason);
+	check_peek(msg, s->msg_len, e, &pm, z);
 
 	/* property 1 */
 	FUZZ_ASSERT(e == PROTO_OK || e == PROTO_E_BAD_REQUEST);

@@ -20,7 +20,9 @@
  *   3. proto_check_value accepts the message bytes at the same depth;
  * and for the rest of the input taken as one value:
  *   4. what proto_check_value accepts, msgpack_unpack decodes completely,
- *      no deeper than asked.
+ *      no deeper than asked;
+ *   5. proto_value_len measures a first value proto_check_value accepts
+ *      alone, and the whole input when that is one value.
  */
 #include <errno.h>
 #include <string.h>
@@ -143,8 +145,16 @@ static void check_value_rest(const uint8_t *p, size_t n, uint32_t max_depth, msg
 	obj_measure m = { 0 };
 	size_t off = 0;
 	int r = proto_check_value(p, n, max_depth);
+	size_t first = 0;
 
 	FUZZ_ASSERT(r == 0 || r == -EINVAL || r == -ELOOP);
+	if (proto_value_len(p, n, max_depth, &first) == 0) {
+		FUZZ_ASSERT(first > 0 && first <= n);
+		FUZZ_ASSERT(proto_check_value(p, first, max_depth) == 0);
+		FUZZ_ASSERT(r != 0 || first == n);
+	} else {
+		FUZZ_ASSERT(r != 0);
+	}
 	if (r != 0)
 		return;
 	FUZZ_ASSERT(msgpack_unpack((const char *)p, n, &off, zone, &o) == MSGPACK_UNPACK_SUCCESS);
