@@ -5,7 +5,8 @@
  * before msgpack_unpack sees them, so a broken or hostile peer can make us
  * allocate at most the client's own limits (64 MiB per response), never what
  * a length header claims. Responses for other msgids (a late answer to a call
- * that timed out) and notifications are skipped.
+ * that timed out) are skipped; notifications that arrive during a call are
+ * queued (bounded) for lmms_client_next_notification.
  */
 #include <errno.h>
 #include <poll.h>
@@ -33,6 +34,17 @@
 #define CLIENT_DEFAULT_TIMEOUT_MS 30000u
 #define CLIENT_READ_CHUNK 65536u
 
+/* Notifications kept while a call waits for its response, for
+ * lmms_client_next_notification; past this many the oldest are dropped. */
+#define CLIENT_MAX_QUEUED_NOTIFICATIONS 1024u
+
+typedef struct queued_note {
+	struct queued_note *next;
+	size_t method_len;
+	size_t params_len;
+	char data[]; /* method (NUL-terminated), then the params' msgpack bytes */
+} queued_note;
+
 struct lmms_client {
 	int fd;
 	int broken; /* 0, or the error that left the stream unusable */
@@ -43,11 +55,44 @@ struct lmms_client {
 	char *buf; /* received, not yet consumed bytes */
 	size_t len;
 	size_t cap;
+	queued_note *notes_head, *notes_tail; /* oldest first */
+	uint32_t notes_n;
+	uint64_t notes_dropped; /* since the last one handed out */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
+
+#define SYSTEM_SOCKET "/run/lmms/lmmsd.sock"
 
 LMMS_EXPORT int lmms_client_default_socket(char *buf, size_t n)
 {
-	return proto_default_socket(buf, n);
+	return lmms_client_default_socket_at(0, buf, n);
+}
+
+/*
+ * DESIGN.md §6: $LMMS_SOCKET alone when set; else the user's own socket (the
+ * daemon's own default, proto_default_socket), then the system one, so that
+ * a member of group lmms reaches the system daemon with no flag. For root
+ * both are the same path and there is one candidate.
+ */
+LMMS_EXPORT int lmms_client_default_socket_at(unsigned i, char *buf, size_t n)
+{
+	const char *env = getenv("LMMS_SOCKET");
+	int r;
+
+	if (!buf || n == 0)
+		return -EINVAL;
+	if (i == 0)
+		return proto_default_socket(buf, n);
+	if (i > 1 || (env && *env))
+		return -ENOENT;
+	/* The own socket decides whether the system one is another path. */
+	r = proto_default_socket(buf, n);
+	if (r < 0)
+		return r;
+	if (strcmp(buf, SYSTEM_SOCKET) == 0)
+		return -ENOENT;
+	r = snprintf(buf, n, "%s", SYSTEM_SOCKET);
+	return r < 0 || (size_t)r >= n ? -ENAMETOOLONG : 0;
 }
 
 static int fd_connect(const char *path)
@@ -88,9 +133,33 @@ static int fd_connect(const char *path)
 	return fd;
 }
 
+/* Errors that mean "no daemon here", after which the next default socket is
+ * worth trying; anything else (EACCES above all) is the answer. */
+static bool absent(int err)
+{
+	return err == -ENOENT || err == -ECONNREFUSED || err == -ENOTDIR;
+}
+
+LMMS_EXPORT int lmms_client_connect_default(lmms_client **out, char *tried, size_t tried_len)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int r = -ENOENT;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	for (unsigned i = 0; lmms_client_default_socket_at(i, path, sizeof(path)) == 0; i++) {
+		if (tried && tried_len)
+			snprintf(tried, tried_len, "%s", path);
+		r = lmms_client_connect(path, out);
+		if (!absent(r))
+			break;
+	}
+	return r;
+}
+
 LMMS_EXPORT int lmms_client_connect(const char *path, lmms_client **out)
 {
-	char def[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	lmms_client *c;
 	int r;
 
@@ -98,12 +167,10 @@ LMMS_EXPORT int lmms_client_connect(const char *path, lmms_client **out)
 		return -EINVAL;
 	*out = NULL;
 
-	if (!path) {
-		r = lmms_client_default_socket(def, sizeof(def));
-		if (r < 0)
-			return r;
-		path = def;
-	}
+	if (!path)
+		return lmms_client_connect_default(out, NULL, 0);
+	if (strlen(path) >= sizeof(c->path))
+		return -ENAMETOOLONG;
 
 	c = calloc(1, sizeof(*c));
 	if (!c)
@@ -116,6 +183,7 @@ LMMS_EXPORT int lmms_client_connect(const char *path, lmms_client **out)
 	c->limits.max_elements = CLIENT_MAX_ELEMENTS;
 	c->limits.max_str_bytes = CLIENT_MAX_RESPONSE_BYTES;
 	proto_scan_reset(&c->scan);
+	strcpy(c->path, path);
 
 	r = fd_connect(path);
 	if (r < 0)
@@ -136,8 +204,19 @@ LMMS_EXPORT void lmms_client_close(lmms_client *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	while (c->notes_head) {
+		queued_note *q = c->notes_head;
+
+		c->notes_head = q->next;
+		free(q);
+	}
 	free(c->buf);
 	free(c);
+}
+
+LMMS_EXPORT const char *lmms_client_path(const lmms_client *c)
+{
+	return c ? c->path : NULL;
 }
 
 LMMS_EXPORT void lmms_client_set_timeout(lmms_client *c, uint32_t ms)
@@ -308,12 +387,59 @@ fail:
 	return r;
 }
 
+/* A notification as one allocation: its method and its params' bytes. */
+static queued_note *note_new(const proto_msg *m)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	queued_note *q = NULL;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (msgpack_pack_object(&pk, *m->params) == 0 && sb.size > 0)
+		q = malloc(sizeof(*q) + m->method_len + 1 + sb.size);
+	if (q) {
+		q->next = NULL;
+		q->method_len = m->method_len;
+		q->params_len = sb.size;
+		memcpy(q->data, m->method, m->method_len);
+		q->data[m->method_len] = '\0';
+		memcpy(q->data + m->method_len + 1, sb.data, sb.size);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	return q;
+}
+
+static void note_push(lmms_client *c, queued_note *q)
+{
+	if (c->notes_n == CLIENT_MAX_QUEUED_NOTIFICATIONS) {
+		queued_note *old = c->notes_head;
+
+		c->notes_head = old->next;
+		if (!c->notes_head)
+			c->notes_tail = NULL;
+		free(old);
+		c->notes_n--;
+		c->notes_dropped++;
+	}
+	if (c->notes_tail)
+		c->notes_tail->next = q;
+	else
+		c->notes_head = q;
+	c->notes_tail = q;
+	c->notes_n++;
+}
+
 /*
- * Consume whole messages from c->buf until the response to msgid is found.
- * Returns 1 with reply filled, 0 if more bytes are needed, or an error
- * (after which the byte stream cannot be trusted any more).
+ * Consume whole messages from c->buf until the response to msgid is found
+ * (or, with msgid == NOTE_WANTED, until a notification is). Notifications
+ * met on the way to a response are queued. Returns 1 with *reply or *note
+ * filled, 0 if more bytes are needed, or an error (after which the byte
+ * stream cannot be trusted any more).
  */
-static int process_buffer(lmms_client *c, uint32_t msgid, lmms_reply *reply)
+#define NOTE_WANTED UINT64_MAX
+
+static int process_buffer(lmms_client *c, uint64_t msgid, lmms_reply *reply, queued_note **note)
 {
 	while (c->len > 0) {
 		msgpack_unpacked up;
@@ -340,13 +466,24 @@ static int process_buffer(lmms_client *c, uint32_t msgid, lmms_reply *reply)
 			r = -EPROTO;
 		} else if (proto_msg_parse(&up.data, &m, &reason) != PROTO_OK) {
 			r = -EPROTO;
-		} else if (m.type == PROTO_RESPONSE && m.msgid == msgid) {
+		} else if (m.type == PROTO_RESPONSE && msgid != NOTE_WANTED && m.msgid == msgid) {
 			r = reply_fill(reply, &m);
 			if (r == 0)
 				r = 1;
+		} else if (m.type == PROTO_NOTIFICATION) {
+			queued_note *q = note_new(&m);
+
+			if (!q)
+				c->notes_dropped++; /* out of memory: count it, go on */
+			else if (msgid != NOTE_WANTED)
+				note_push(c, q);
+			else {
+				*note = q;
+				r = 1;
+			}
 		}
-		/* Anything else (a notification, a late answer to a call that
-		 * timed out, a request from the server) is skipped. */
+		/* Anything else (a late answer to a call that timed out, a
+		 * request from the server) is skipped. */
 		msgpack_unpacked_destroy(&up);
 
 		c->len -= msg_len;
@@ -429,7 +566,7 @@ LMMS_EXPORT int lmms_client_call(lmms_client *c, const char *method, const void 
 	}
 
 	for (;;) {
-		r = process_buffer(c, msgid, reply);
+		r = process_buffer(c, msgid, reply, NULL);
 		if (r == 1) {
 			r = 0;
 			break;
@@ -452,6 +589,61 @@ LMMS_EXPORT int lmms_client_call(lmms_client *c, const char *method, const void 
 out:
 	msgpack_sbuffer_destroy(&sb);
 	return r;
+}
+
+LMMS_EXPORT int lmms_client_next_notification(lmms_client *c, int timeout_ms,
+					     lmms_notification *note)
+{
+	queued_note *q = NULL;
+	size_t mlen, plen;
+	int64_t deadline;
+	int r;
+
+	if (!c || !note)
+		return -EINVAL;
+	memset(note, 0, sizeof(*note));
+	if (c->notes_head) {
+		q = c->notes_head;
+		c->notes_head = q->next;
+		if (!c->notes_head)
+			c->notes_tail = NULL;
+		c->notes_n--;
+	} else {
+		if (c->broken)
+			return c->broken;
+		deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+		for (;;) {
+			r = process_buffer(c, NOTE_WANTED, NULL, &q);
+			if (r == 1)
+				break;
+			if (r == 0)
+				r = recv_some(c, deadline);
+			if (r < 0) {
+				if (r != -ETIMEDOUT && r != -ENOMEM)
+					c->broken = r;
+				return r;
+			}
+		}
+	}
+	/* The one allocation is handed over, its header squeezed out: method
+	 * first, params right after it, one free() for both. */
+	mlen = q->method_len;
+	plen = q->params_len;
+	memmove(q, q->data, mlen + 1 + plen);
+	note->method = (char *)q;
+	note->params = (char *)q + mlen + 1;
+	note->params_len = plen;
+	note->dropped = c->notes_dropped;
+	c->notes_dropped = 0;
+	return 0;
+}
+
+LMMS_EXPORT void lmms_notification_clear(lmms_notification *note)
+{
+	if (!note)
+		return;
+	free(note->method);
+	memset(note, 0, sizeof(*note));
 }
 
 LMMS_EXPORT int lmms_client_call_str(lmms_client *c, const char *method, const char *const *args,
@@ -507,6 +699,8 @@ LMMS_EXPORT const char *lmms_client_strerror(int err)
 		return "no daemon socket at this path";
 	case -ECONNREFUSED:
 		return "connection refused (daemon not running?)";
+	case -EACCES:
+		return "permission denied (the socket admits root and group lmms)";
 	case -ETIMEDOUT:
 		return "no answer within the timeout";
 	case -EPROTO:

@@ -99,9 +99,9 @@ static void module_why(const lmmsd *d, const module *m, uint64_t now, char *buf,
 		snprintf(buf, n, "hot: %u ops on the fast path", m->hot_ops);
 	else if (d->cfg.lugs.keep_while_cached && m->cache_deps)
 		snprintf(buf, n, "cached: %u results depend on it", m->cache_deps);
-	else if (m->policy != POLICY_FEATURE && idle < m->grace_ms)
+	else if (m->policy != POLICY_FEATURE && idle < module_grace_ms(m))
 		snprintf(buf, n, "grace: idle %llus of %llus", (unsigned long long)(idle / 1000),
-			 (unsigned long long)(m->grace_ms / 1000));
+			 (unsigned long long)(module_grace_ms(m) / 1000));
 	else if (d->reg.n_resident <= d->cfg.lugs.min_resident)
 		snprintf(buf, n, "min_resident: %u modules kept", d->cfg.lugs.min_resident);
 	else
@@ -140,7 +140,7 @@ static void pack_module(lmmsd *d, reply *out, const module *m)
 		     m->state == MOD_FAILED && m->retry_at_ms > now ? m->retry_at_ms - now : 0);
 	reply_kv_str(out, "isolation", m->isolation == ISOLATION_PROCESS ? "process" : "inproc");
 	reply_kv_i64(out, "pid", m->pid);
-	reply_kv_u64(out, "grace_ms", m->grace_ms);
+	reply_kv_u64(out, "grace_ms", module_grace_ms(m));
 	reply_kv_u64(out, "crashes", m->crashes);
 	reply_kv_str(out, "description", m->description ? m->description : "");
 	module_why(d, m, now, why, sizeof(why));
@@ -435,39 +435,36 @@ void builtin_call(builtin *b, conn *c, const proto_request *r, const msgpack_obj
 	size_t len = r->method_len - 5;
 	const builtin_method *bm = builtin_find(name, len);
 	lmmsd *d = b->d;
+	uint32_t argc = params->via.array.size;
+	uint64_t t0 = d->dp.on_event ? now_ns() : 0;
 	char err[512];
 	proto_err e;
 	reply out;
-	uint32_t argc = params->via.array.size;
-	uint64_t t0;
 
-	if (!bm) {
-		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, PROTO_E_NO_SUCH_METHOD,
-				     "the lmms interface has no \"%.*s\"", shown(len), name);
-		return;
-	}
-	if (bm->admin && !access_is_admin(&d->acc, c)) {
-		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, PROTO_E_DENIED,
-				     "lmms.%s is for administrators (uid %u is not one)", bm->name,
-				     (unsigned)c->uid);
-		return;
-	}
-	/* A read-only method asked by notification has nothing to do. */
-	if (r->notify && !bm->admin)
-		return;
-	if (argc < bm->min_params || argc > bm->max_params) {
-		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, PROTO_E_BAD_PARAMS, "%s",
-				     bm->usage ? bm->usage : "wrong number of params");
-		return;
-	}
 	reply_init(&out);
-	t0 = d->dp.on_event ? now_ns() : 0;
-	e = bm->fn(d, c, params, &out, err, sizeof(err));
-	if (e == PROTO_OK && reply_finish(&out) < 0) {
-		log_err("lmms.%s: reply could not be built: %s", bm->name,
-			strerror(-reply_finish(&out)));
-		e = fail(err, sizeof(err), PROTO_E_INTERNAL, "lmms.%s: %s", bm->name,
-			 out.err == -ENOMEM ? "out of memory building the reply" : "reply malformed");
+	if (!bm) {
+		e = fail(err, sizeof(err), PROTO_E_NO_SUCH_METHOD, "the lmms interface has no \"%.*s\"",
+			 shown(len), name);
+	} else if (bm->admin && !access_is_admin(&d->acc, c)) {
+		e = fail(err, sizeof(err), PROTO_E_DENIED,
+			 "lmms.%s is for administrators (uid %u is not one)", bm->name,
+			 (unsigned)c->uid);
+	} else if (r->notify && !bm->admin) {
+		/* a read-only method asked by notification has nothing to do */
+		reply_fini(&out);
+		return;
+	} else if (argc < bm->min_params || argc > bm->max_params) {
+		e = fail(err, sizeof(err), PROTO_E_BAD_PARAMS, "%s",
+			 bm->usage ? bm->usage : "wrong number of params");
+	} else {
+		e = bm->fn(d, c, params, &out, err, sizeof(err));
+		if (e == PROTO_OK && reply_finish(&out) < 0) {
+			log_err("lmms.%s: reply could not be built: %s", bm->name,
+				strerror(-out.err));
+			e = fail(err, sizeof(err), PROTO_E_INTERNAL, "lmms.%s: %s", bm->name,
+				 out.err == -ENOMEM ? "out of memory building the reply"
+						    : "reply malformed");
+		}
 	}
 	if (e != PROTO_OK)
 		dispatch_reply_error(&d->dp, c, r->msgid, r->notify, e, "%s", err);

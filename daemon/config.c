@@ -144,7 +144,7 @@ static const key_def config_keys[] = {
 
 	K("lugs", grace_period, KT_DURATION, lugs.grace_period_ms, 0, 7 * MS_DAY, true, "30s"),
 	K("lugs", sweep_interval, KT_DURATION, lugs.sweep_interval_ms, 10, MS_HOUR, true, "5s"),
-	K("lugs", min_resident, KT_UINT, lugs.min_resident, 0, 4096, true, "8"),
+	K("lugs", min_resident, KT_UINT, lugs.min_resident, 0, 4096, true, "0"),
 	K("lugs", keep_while_cached, KT_BOOL, lugs.keep_while_cached, 0, 0, true, "true"),
 	K("lugs", grace_max, KT_DURATION, lugs.grace_max_ms, 0, 7 * MS_DAY, true, "10m"),
 	KC("lugs", pressure, lugs.pressure, pressure_names, "auto"),

@@ -51,6 +51,8 @@ static void on_module_released(void *ud, module *m)
 	lmmsd *d = ud;
 
 	lugs_module_released(&d->lugs, m);
+	if (d->lrn_open)
+		learn_module_released(&d->lrn, m);
 }
 
 /* systemd's STATUS= line follows residency at once, with or without a
@@ -59,7 +61,8 @@ static void on_residency(void *ud, module *m)
 {
 	lmmsd *d = ud;
 
-	(void)m;
+	if (module_resident(m) && d->lrn_open)
+		learn_module_loaded(&d->lrn, m);
 	notify_status(&d->nt);
 }
 
@@ -133,8 +136,9 @@ int lmmsd_monitor_add(lmmsd *d, conn *c)
 void lmmsd_trim(lmmsd *d, const char *trigger, lmmsd_trim_result *t)
 {
 	t->rss_before = rss_bytes();
-	t->modules_unloaded = lugs_shed(&d->lugs, trigger);
+	/* the cache first: modules only its entries held may then go too */
 	t->cache_bytes_dropped = cache_shrink(&d->cache, d->cache.bytes / 2);
+	t->modules_unloaded = lugs_shed(&d->lugs, trigger);
 	malloc_trim(0);
 	t->rss_after = rss_bytes();
 	if (t->rss_before > t->rss_after && t->rss_after >= 0)
@@ -317,6 +321,9 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 		return r;
 	d->mon_open = true;
 
+	learn_init(&d->lrn, d);
+	d->lrn_open = true;
+
 	lmmsd_server_limits(&d->cfg, &limits);
 	server_init(&d->srv, loop, &limits, &cb, d);
 	d->srv_open = true;
@@ -357,6 +364,7 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 	int r;
 
 	lmmsd_load_at_start(d);
+	learn_restore(&d->lrn);
 	r = server_start(&d->srv, d->socket_path, listen_fd);
 	if (r < 0)
 		return r;
@@ -375,6 +383,7 @@ int lmmsd_start(lmmsd *d, int listen_fd)
 			 d->reg.dir, d->reg.n_resident, d->eager ? " (eager)" : "");
 	}
 	notify_ready(&d->nt);
+	learn_start(&d->lrn);
 	return 0;
 }
 
@@ -419,6 +428,8 @@ static void lmmsd_close_handles(lmmsd *d)
 		d->dp.on_event = NULL;
 		monitor_fini(&d->mon);
 	}
+	if (d->lrn_open)
+		learn_fini(&d->lrn);
 }
 
 /* The pool's end: queued calls were cancelled at the start of the stop;
@@ -457,9 +468,10 @@ void lmmsd_shutdown(lmmsd *d)
 						      ? d->cfg.server.call_timeout_ms
 						      : LMMSD_STOP_DEADLINE_MS);
 	notify_stopping(&d->nt);
+	/* calls already queued are in flight too: they run until the deadline */
 	dispatch_stop(&d->dp);
-	if (d->sched)
-		sched_drain(d->sched);
+	if (d->lrn_open)
+		learn_stop(&d->lrn);
 	lugs_stop(&d->lugs);
 	server_drain(&d->srv);
 	if (d->handles & H_SHUTDOWN)
@@ -475,6 +487,9 @@ void lmmsd_fini(lmmsd *d)
 	lmmsd_stop_pool(d);
 	lmmsd_close_handles(d);
 	uv_run(d->loop, UV_RUN_DEFAULT);
+	if (d->lrn_open)
+		learn_free(&d->lrn);
+	d->lrn_open = false;
 	if (d->cache_open)
 		cache_fini(&d->cache);
 	if (d->heat_open)

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "dispatch.h"
 #include "heat.h"
+#include "learn.h"
 #include "lifecycle.h"
 #include "monitor.h"
 #include "notify.h"
@@ -65,12 +66,13 @@ typedef struct lmmsd {
 	access_policy acc;
 	notify nt;
 	monitor mon;
+	learn lrn;
 	sched *sched; /* NULL once stopped */
 	uint32_t abandoned; /* calls still running when the stop gave up on them */
 
 	/* glue of the daemon's own: timers and signals */
 	uint32_t handles; /* H_* opened */
-	bool reg_open, heat_open, cache_open, dp_open, lugs_open, srv_open, mon_open;
+	bool reg_open, heat_open, cache_open, dp_open, lugs_open, srv_open, mon_open, lrn_open;
 	uv_timer_t decay_timer;
 	uv_timer_t cache_timer;
 	uv_timer_t shutdown_timer;

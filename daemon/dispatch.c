@@ -76,16 +76,13 @@ void dispatch_reply_error(dispatch *dp, conn *c, uint32_t msgid, bool notify, pr
 	conn_reply_error(c, msgid, e, "%s", msg);
 }
 
-#define reply_error(dp, c, r, e, ...) \
-	dispatch_reply_error(dp, c, (r)->msgid, (r)->notify, e, __VA_ARGS__)
-
-static void emit(dispatch *dp, const conn *c, const op_info *op, dispatch_path path, bool loaded,
-		 uint64_t ns, size_t bytes, proto_err e)
+static void emit_method(dispatch *dp, const conn *c, const char *method, uint32_t len,
+			dispatch_path path, bool loaded, uint64_t ns, size_t bytes, proto_err e)
 {
 	dispatch_event ev = {
 		.c = c,
-		.method = op->method,
-		.method_len = op->method_len,
+		.method = method,
+		.method_len = len,
 		.path = path,
 		.loaded = loaded,
 		.ns = ns,
@@ -94,6 +91,34 @@ static void emit(dispatch *dp, const conn *c, const op_info *op, dispatch_path p
 	};
 
 	dp->on_event(dp->ud_event, &ev);
+}
+
+static void emit(dispatch *dp, const conn *c, const op_info *op, dispatch_path path, bool loaded,
+		 uint64_t ns, size_t bytes, proto_err e)
+{
+	emit_method(dp, c, op->method, op->method_len, path, loaded, ns, bytes, e);
+}
+
+/* An error answered before any op ran (no such module, a failed load, ...):
+ * a finished call too, for lmms.monitor. */
+static void reply_error(dispatch *dp, conn *c, const proto_request *r, proto_err e,
+			const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void reply_error(dispatch *dp, conn *c, const proto_request *r, proto_err e,
+			const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	dispatch_reply_error(dp, c, r->msgid, r->notify, e, "%s", msg);
+	if (dp->on_event)
+		emit_method(dp, c, r->method, r->method_len,
+			    r->method_len > 5 && memcmp(r->method, "lmms.", 5) == 0 ? PATH_BUILTIN
+										 : PATH_INLINE,
+			    false, 0, 0, e);
 }
 
 static uint64_t op_ttl_ms(const dispatch *dp, const op_info *op)
@@ -455,8 +480,8 @@ static bool dispatch_cache(dispatch *dp, conn *c, const proto_request *r, op_inf
 	if (!ce)
 		return false;
 	if (ce->negative)
-		reply_error(dp, c, r, PROTO_E_MODULE_ERROR, "%.*s", (int)ce->val_len,
-			    cache_entry_value(ce));
+		dispatch_reply_error(dp, c, r->msgid, r->notify, PROTO_E_MODULE_ERROR, "%.*s",
+				     (int)ce->val_len, cache_entry_value(ce));
 	else if (!r->notify)
 		conn_reply_raw(c, r->msgid, cache_entry_value(ce), ce->val_len);
 	if (dp->on_event)

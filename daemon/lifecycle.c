@@ -33,7 +33,7 @@ static int lugs_check_1_to_4(const lugs *l, const module *m, bool force, uint64_
 		*which = LUGS_PROTECTED;
 	else if (l->cfg->lugs.keep_while_cached && m->cache_deps > 0)
 		*which = LUGS_CACHED;
-	else if (!force && m->policy != POLICY_FEATURE && now - m->last_used_ms < m->grace_ms)
+	else if (!force && m->policy != POLICY_FEATURE && now - m->last_used_ms < module_grace_ms(m))
 		*which = LUGS_GRACE;
 	else
 		return 0;
@@ -129,11 +129,17 @@ void lugs_sweep(lugs *l)
 	uint64_t now = now_ms();
 	lugs_check which;
 	const char *reason;
+	int r;
 
 	l->st.sweeps++;
 	for (uint32_t i = 0; i < l->reg->n_mods; i++) {
 		module *m = l->reg->mods[i];
 
+		if (!module_resident(m)) {
+			/* a learned grace drifts back while the module stays out */
+			grace_drift(&m->adapt, now, m->grace_ms);
+			continue;
+		}
 		if (m->state != MOD_LOADED || !m->handle)
 			continue;
 		/* checks 1-4 here; 5 below, in LRU order, as each unload
@@ -153,8 +159,12 @@ void lugs_sweep(lugs *l)
 		}
 		module_set_trigger(m, "sweep (idle %llus)",
 				   (unsigned long long)((now - m->last_used_ms) / 1000));
-		if (lugs_unload(l, m, &which, &reason) == -EBUSY)
+		r = lugs_unload(l, m, &which, &reason);
+		if (r == -EBUSY)
 			log_debug("lugs: %s refused: %s", m->name, reason ? reason : "busy");
+		else if (r == 0)
+			/* only the grace decided this one: a reload soon proves it wrong */
+			grace_on_unload(&m->adapt, now);
 	}
 	/* once, after all of this sweep's unloads */
 	lugs_trim(l);

@@ -171,10 +171,11 @@ int main(int argc, char **argv)
 
 	uv_run(loop, UV_RUN_DEFAULT);
 	lmmsd_fini(d);
-	if (d->abandoned) {
-		/* Threads still run module code: exit() would run destructors
-		 * (the modules', libraries') under them. */
-		log_info("exiting with %u abandoned calls", d->abandoned);
+	if (d->abandoned || d->reg.left_mapped) {
+		/* Threads still run module code, or a module's file changed under
+		 * it: exit() would run the destructors of what is still mapped. */
+		log_info("exiting without running module destructors (%u calls abandoned)",
+			 d->abandoned);
 		_exit(0);
 	}
 	r = uv_loop_close(loop);

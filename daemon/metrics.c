@@ -89,10 +89,11 @@ static void render_modules(const lmmsd *d, out *o)
 	for (uint32_t i = 0; i < r->n_mods; i++)
 		put(o, "lmms_module_unloads_total{module=\"%s\"} %" PRIu64 "\n", r->mods[i]->name,
 		    r->mods[i]->unloads);
-	family(o, "lmms_module_crashes_total", "counter",
+	/* not lmms_module_crashes_total: that is the daemon-wide stat */
+	family(o, "lmms_worker_crashes_total", "counter",
 	       "Deaths of each module's worker process while calls ran.");
 	for (uint32_t i = 0; i < r->n_mods; i++)
-		put(o, "lmms_module_crashes_total{module=\"%s\"} %" PRIu64 "\n", r->mods[i]->name,
+		put(o, "lmms_worker_crashes_total{module=\"%s\"} %" PRIu64 "\n", r->mods[i]->name,
 		    r->mods[i]->crashes);
 	family(o, "lmms_module_unload_refusals_total", "counter",
 	       "Unloads of each module refused, by the check that refused.");

@@ -239,8 +239,9 @@ void registry_fini(registry *r)
 		module *m = r->mods[i];
 
 		/* A call the stop gave up on still runs its code: leave the
-		 * module mapped, initialised and allocated for the exit. */
-		if (m->refs) {
+		 * module mapped, initialised and allocated for the exit. A
+		 * tainted module's fini is not the code it was loaded with. */
+		if (m->refs || m->tainted) {
 			abandoned = true;
 			continue;
 		}
@@ -253,8 +254,12 @@ void registry_fini(registry *r)
 			module_unload(r, m, false, NULL);
 		}
 	}
-	if (abandoned)
-		return; /* the process is about to _exit: nothing to give back */
+	if (abandoned) {
+		/* the process must _exit: exit() would run these modules'
+		 * destructors, under a running call or from changed code */
+		r->left_mapped = true;
+		return;
+	}
 	for (uint32_t i = 0; i < r->n_mods; i++)
 		module_free(r->mods[i]);
 	hmap_fini(&r->by_name);
@@ -616,6 +621,8 @@ int registry_load(registry *r, module *m)
 	void *handle;
 	int rc;
 
+	if (m->tainted)
+		return -EPERM; /* m->error says why */
 	if (module_callable(m))
 		return 0;
 	if (m->unloading)
@@ -719,6 +726,12 @@ int registry_load(registry *r, module *m)
 		m->resident_bytes = rss_after > rss_before ? rss_after - rss_before : 0;
 	m->backoff_ms = 0;
 	m->error[0] = '\0';
+	if (grace_on_load(&m->adapt, m->loaded_ms, m->grace_ms, r->cfg->lugs.grace_max_ms)) {
+		r->premature_reloads++;
+		log_info("module %s was loaded again %llus after LUGS unloaded it: its grace grows to %llus",
+			 m->name, (unsigned long long)((m->loaded_ms - m->adapt.unloaded_at_ms) / 1000),
+			 (unsigned long long)(module_grace_ms(m) / 1000));
+	}
 	if (r->on_residency)
 		r->on_residency(r->ud, m);
 	log_info("module %s %s loaded (%u ops, %lld KiB resident%s%s%s)", m->name,
@@ -816,4 +829,54 @@ static int module_unload(registry *r, module *m, bool ask, const char **reason)
 int registry_unload(registry *r, module *m, const char **reason)
 {
 	return module_unload(r, m, true, reason);
+}
+
+int registry_reload(registry *r, module *m)
+{
+	const char *why = NULL;
+	int rc;
+
+	m->reload_pending = false;
+	if (!m->handle)
+		return 0; /* not loaded: its next load takes the new file anyway */
+	module_set_trigger(m, "its file being replaced");
+	rc = module_unload(r, m, true, &why);
+	if (rc == -EBUSY) {
+		m->reload_pending = true;
+		log_info("module %s: replaced on disk; reload waits: %s", m->name,
+			 why ? why : "busy");
+		return rc;
+	}
+	if (rc == 1) {
+		log_warn("module %s: replaced on disk, but the loaded object is pinned (%s): "
+			 "the new file takes effect after a restart, or at once with isolation = process",
+			 m->name, m->pinned_by);
+		return rc;
+	}
+	rc = registry_load(r, m);
+	if (rc == 0) {
+		r->hot_reloads++;
+		log_info("module %s reloaded from its new file (version %s)", m->name,
+			 m->desc.version ? m->desc.version : "?");
+	}
+	return rc;
+}
+
+void registry_taint(registry *r, module *m)
+{
+	if (m->tainted)
+		return;
+	m->tainted = true;
+	m->reload_pending = false;
+	module_set_ops_callable(m, false);
+	if (r->on_unload)
+		r->on_unload(r->ud, m);
+	if (module_resident(m))
+		r->n_resident--;
+	m->state = MOD_FAILED;
+	snprintf(m->error, sizeof(m->error),
+		 "%s.so was overwritten in place while loaded; it is disabled until a restart. "
+		 "Install modules by rename (install(1), or copy to a temporary name and mv)",
+		 m->name);
+	log_err("module %s: %s", m->name, m->error);
 }

@@ -22,14 +22,17 @@
 
 #include "call.h"
 #include "config.h"
+#include "grace.h"
 #include "heat.h"
 #include "hmap.h"
+#include "watch.h"
 
 #define REGISTRY_MAX_MODULES 1024
 #define MODULE_MAX_OPS 256
 #define MODULE_NAME_MAX 63
 #define OP_NAME_MAX 63
 #define MODULE_ERROR_MAX 256
+#define REGISTRY_NAME_BUF (MODULE_NAME_MAX + 1)
 
 typedef struct module module;
 typedef struct registry registry;
@@ -80,8 +83,9 @@ struct module {
 
 	/* resolved from the configuration at load and on reload */
 	module_policy policy;
-	uint64_t grace_ms;
+	uint64_t grace_ms; /* the configured grace: the base adaptive grace starts from */
 	cache_scope cache_scope;
+	grace adapt; /* what LUGS learned of this module's reload pattern */
 
 	void *handle; /* dlopen handle while callable */
 	lmms_module_desc desc; /* copied by the module's size, zero beyond it */
@@ -111,6 +115,9 @@ struct module {
 	char pinned_by[64]; /* PINNED: the nodelete object, or why glibc kept it */
 	char unload_trigger[64]; /* who asked for the last unload: "sweep (idle 31s)", ... */
 	uint64_t crashes; /* process isolation: worker deaths while loaded */
+	watch_stamp stamp; /* the file as it was loaded */
+	bool reload_pending; /* its file was replaced: reload once no call runs */
+	bool tainted; /* its mapped file was overwritten in place: never called again */
 	int isolation; /* isolation in force (ISOLATION_*) */
 	pid_t pid; /* process isolation: the worker's, or 0 */
 };
@@ -133,6 +140,7 @@ struct registry {
 	long dir_mtime_ns; /* of the last scan */
 	uint64_t last_scan_ms;
 	bool listed; /* the directory was listed at least once */
+	bool left_mapped; /* registry_fini left modules mapped: exit with _exit */
 
 	/* Called once a module is no longer callable, before its fini, for the
 	 * cache and ZAFP to drop what points at it. */
@@ -166,6 +174,13 @@ static inline void module_touch(module *m, uint64_t now_ms)
 
 /* Resolve every module's policy and grace again (after a reload). */
 void registry_apply_config(registry *r);
+
+/* The grace in force: the configured one, doubled by premature reloads up to
+ * lugs.grace_max, drifting back while the module stays out. */
+static inline uint64_t module_grace_ms(const module *m)
+{
+	return grace_current(&m->adapt, m->grace_ms, m->reg->cfg->lugs.grace_max_ms);
+}
 
 int registry_init(registry *r, const char *dir, const config *cfg);
 void registry_fini(registry *r); /* unloads every module (fini + dlclose) */
@@ -203,8 +218,16 @@ static inline bool module_resident(const module *m)
 
 static inline bool module_callable(const module *m)
 {
-	return m->handle != NULL && !m->unloading;
+	return m->handle != NULL && !m->unloading && !m->tainted;
 }
+
+/* Its file was replaced on disk: unload it and load the new file, now. The
+ * caller checked refs == 0. 0 reloaded, 1 the old object is pinned (a restart
+ * or isolation=process is needed), -EBUSY vetoed, or the load's error. */
+int registry_reload(registry *r, module *m);
+/* Its loaded file was overwritten in place: the code under it changed, so
+ * nothing may call into it again, nor run its fini or dlclose it. */
+void registry_taint(registry *r, module *m);
 
 /* RSS of this process in bytes, from /proc/self/statm. */
 int64_t rss_bytes(void);

@@ -146,6 +146,11 @@ void conn_flush(conn *c)
 		c->write_stalled_since_ms = 0;
 		if (c->fatal || (c->eof && c->inflight == 0 && !c->backlog))
 			conn_close(c);
+		else if (c->backlog || !c->reading)
+			/* The output cap may have stopped reading or processing;
+			 * no write callback will come to resume them, so ask for
+			 * another pass here. */
+			conn_process(c);
 		return;
 	}
 	if (r < 0 && r != UV_EAGAIN) {

@@ -91,13 +91,19 @@ static int op_upper(const lmms_host *h, lmms_call *c, void *state)
 }
 
 static const lmms_op echo_ops[] = {
-	{ .name = "ping", .fn = op_ping, .flags = 0 },
-	{ .name = "sleep", .fn = op_sleep, .flags = LMMS_OP_BLOCKING },
-	{ .name = "fail", .fn = op_fail, .flags = 0 },
+	{ .name = "ping", .fn = op_ping, .flags = 0,
+	  .doc = "return the params array as given" },
+	{ .name = "sleep", .fn = op_sleep, .flags = LMMS_OP_BLOCKING,
+	  .doc = "sleep ms (0..60000) on a worker thread, return ms" },
+	{ .name = "fail", .fn = op_fail, .flags = 0,
+	  .doc = "always fail with module_error and the given message" },
 	{ .name = "upper", .fn = op_upper, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
-	  .blocking_above = 4096 }, /* small on purpose: tests see both paths */
+	  .blocking_above = 4096, /* small on purpose: tests see both paths */
+	  .doc = "upper-case the ASCII letters of a string" },
 	/* echo.fail declared PURE: what negative caching applies to */
-	{ .name = "fail_pure", .fn = op_fail, .flags = LMMS_OP_PURE },
+	{ .name = "fail_pure", .fn = op_fail, .flags = LMMS_OP_PURE,
+	  .doc = "echo.fail flagged PURE, for negative caching" },
 };
 
-LMMS_MODULE_DEFINE(echo, "1.0", echo_ops, NULL, NULL, NULL)
+LMMS_MODULE(.name = "echo", .version = "1.0", LMMS_OPS(echo_ops),
+	    .description = "round trips, sleeps and failures for clients and tests");

@@ -117,13 +117,14 @@ static int op_md5(const lmms_host *h, lmms_call *c, void *state)
 
 static const lmms_op hash_ops[] = {
 	{ .name = "sha256", .fn = op_sha256, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
-	  .blocking_above = HASH_INLINE_MAX },
+	  .blocking_above = HASH_INLINE_MAX, .doc = "SHA-256 of a str or bin, as lower-case hex" },
 	{ .name = "sha512", .fn = op_sha512, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
-	  .blocking_above = HASH_INLINE_MAX },
+	  .blocking_above = HASH_INLINE_MAX, .doc = "SHA-512 of a str or bin, as lower-case hex" },
 	{ .name = "sha1", .fn = op_sha1, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
-	  .blocking_above = HASH_INLINE_MAX },
+	  .blocking_above = HASH_INLINE_MAX, .doc = "SHA-1 of a str or bin, as lower-case hex" },
 	{ .name = "md5", .fn = op_md5, .flags = LMMS_OP_PURE, .cache_ttl_ms = 0,
-	  .blocking_above = HASH_INLINE_MAX },
+	  .blocking_above = HASH_INLINE_MAX, .doc = "MD5 of a str or bin, as lower-case hex" },
 };
 
-LMMS_MODULE_DEFINE(hash, "1.0", hash_ops, NULL, NULL, NULL)
+LMMS_MODULE(.name = "hash", .version = "1.0", LMMS_OPS(hash_ops),
+	    .description = "message digests (SHA-2, SHA-1, MD5) as hex");

@@ -245,11 +245,14 @@ out:
 
 static const lmms_op json_ops[] = {
 	{ .name = "validate", .fn = op_validate, .flags = LMMS_OP_PURE,
-	  .blocking_above = JSON_INLINE_MAX },
+	  .blocking_above = JSON_INLINE_MAX, .doc = "whether a string is JSON (bool)" },
 	{ .name = "canonical", .fn = op_canonical, .flags = LMMS_OP_PURE,
-	  .blocking_above = JSON_INLINE_MAX },
+	  .blocking_above = JSON_INLINE_MAX,
+	  .doc = "re-encode JSON compactly with sorted keys" },
 	{ .name = "get", .fn = op_get, .flags = LMMS_OP_PURE,
-	  .blocking_above = JSON_INLINE_MAX },
+	  .blocking_above = JSON_INLINE_MAX,
+	  .doc = "the value at path a/b/0 of a JSON document, as msgpack" },
 };
 
-LMMS_MODULE_DEFINE(json, "1.0", json_ops, NULL, NULL, NULL)
+LMMS_MODULE(.name = "json", .version = "1.0", LMMS_OPS(json_ops),
+	    .description = "JSON validation, canonical form and lookup (jansson)");

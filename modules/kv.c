@@ -234,10 +234,16 @@ static int op_count(const lmms_host *h, lmms_call *c, void *state)
 }
 
 static const lmms_op kv_ops[] = {
-	{ .name = "set", .fn = op_set, .flags = 0 },
-	{ .name = "get", .fn = op_get, .flags = 0 },
-	{ .name = "del", .fn = op_del, .flags = 0 },
-	{ .name = "count", .fn = op_count, .flags = 0 },
+	{ .name = "set", .fn = op_set, .flags = 0,
+	  .doc = "store a value (any) under a str key" },
+	{ .name = "get", .fn = op_get, .flags = 0,
+	  .doc = "the value stored under a key, or nil" },
+	{ .name = "del", .fn = op_del, .flags = 0,
+	  .doc = "remove a key; true if it existed" },
+	{ .name = "count", .fn = op_count, .flags = 0,
+	  .doc = "the number of keys held" },
 };
 
-LMMS_MODULE_DEFINE(kv, "1.0", kv_ops, kv_init, kv_fini, kv_can_unload)
+LMMS_MODULE(.name = "kv", .version = "1.0", LMMS_OPS(kv_ops),
+	    .description = "a small in-memory key-value store, kept while it holds keys",
+	    .init = kv_init, .fini = kv_fini, .can_unload = kv_can_unload);

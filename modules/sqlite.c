@@ -18,6 +18,7 @@
 
 #include <msgpack.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ struct sqlite_state {
 	sqlite3 *db;
 	uint64_t deadline_ms; /* for the progress handler, under lock */
 	const lmms_host *host;
+	bool on_disk; /* [module sqlite] path: the data outlives the module */
 	char reason[64];
 };
 
@@ -73,6 +75,7 @@ static int authorize_cb(void *data, int action, const char *a1, const char *a2, 
 static int sqlite_mod_init(const lmms_host *h, lmms_call *c, void **state)
 {
 	struct sqlite_state *s;
+	const char *path;
 	char pragma[64];
 	int rc;
 
@@ -84,9 +87,21 @@ static int sqlite_mod_init(const lmms_host *h, lmms_call *c, void **state)
 		return h->fail(c, LMMS_FAIL_MODULE, "sqlite: cannot create lock");
 	}
 	s->host = h;
-	rc = sqlite3_open_v2(":memory:", &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	/* [module sqlite] path = FILE keeps the database in FILE, so it survives
+	 * an unload and a restart; without it the database lives in memory. */
+	path = LMMS_HOST_HAS(h, setting) && h->setting ? h->setting(c, "path") : NULL;
+	if (path && path[0] != '/') {
+		h->fail(c, LMMS_FAIL_MODULE, "sqlite: [module sqlite] path must be absolute, not \"%s\"",
+			path);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return -1;
+	}
+	s->on_disk = path != NULL;
+	rc = sqlite3_open_v2(path ? path : ":memory:", &s->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOFOLLOW, NULL);
 	if (rc != SQLITE_OK) {
-		h->fail(c, LMMS_FAIL_MODULE, "sqlite: cannot open database: %s",
+		h->fail(c, LMMS_FAIL_MODULE, "sqlite: cannot open %s: %s", path ? path : "database",
 			s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		goto fail_open;
 	}
@@ -131,8 +146,8 @@ static int sqlite_mod_can_unload(const lmms_host *h, void *state, const char **r
 	sqlite3_stmt *st = NULL;
 	int64_t objects = 0;
 
-	if (!s)
-		return 0;
+	if (!s || s->on_disk)
+		return 0; /* a file database loses nothing when the module leaves */
 	if (pthread_mutex_trylock(&s->lock) != 0) {
 		*reason = "database in use";
 		return 1;
@@ -384,9 +399,13 @@ static int op_version(const lmms_host *h, lmms_call *c, void *state)
 }
 
 static const lmms_op sqlite_ops[] = {
-	{ .name = "exec", .fn = op_exec, .flags = LMMS_OP_BLOCKING },
-	{ .name = "version", .fn = op_version, .flags = 0 },
+	{ .name = "exec", .fn = op_exec, .flags = LMMS_OP_BLOCKING,
+	  .doc = "run SQL (with an optional params array), return the rows" },
+	{ .name = "version", .fn = op_version, .flags = 0,
+	  .doc = "the SQLite library version" },
 };
 
-LMMS_MODULE_DEFINE(sqlite, "1.0", sqlite_ops, sqlite_mod_init, sqlite_mod_fini,
-		   sqlite_mod_can_unload)
+LMMS_MODULE(.name = "sqlite", .version = "1.0", LMMS_OPS(sqlite_ops),
+	    .description = "one SQLite database: in memory (kept while it holds tables), or in the file [module sqlite] path names",
+	    .init = sqlite_mod_init, .fini = sqlite_mod_fini,
+	    .can_unload = sqlite_mod_can_unload);

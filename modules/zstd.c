@@ -104,9 +104,13 @@ static int op_version(const lmms_host *h, lmms_call *c, void *state)
 }
 
 static const lmms_op zstd_ops[] = {
-	{ .name = "compress", .fn = op_compress, .flags = LMMS_OP_PURE | LMMS_OP_BLOCKING },
-	{ .name = "decompress", .fn = op_decompress, .flags = LMMS_OP_PURE | LMMS_OP_BLOCKING },
-	{ .name = "version", .fn = op_version, .flags = 0 },
+	{ .name = "compress", .fn = op_compress, .flags = LMMS_OP_PURE | LMMS_OP_BLOCKING,
+	  .doc = "compress str or bin into one zstd frame (level 1..19, default 3)" },
+	{ .name = "decompress", .fn = op_decompress, .flags = LMMS_OP_PURE | LMMS_OP_BLOCKING,
+	  .doc = "decompress one zstd frame that states its size (at most 16 MiB)" },
+	{ .name = "version", .fn = op_version, .flags = 0,
+	  .doc = "the libzstd version" },
 };
 
-LMMS_MODULE_DEFINE(zstd, "1.0", zstd_ops, NULL, NULL, NULL)
+LMMS_MODULE(.name = "zstd", .version = "1.0", LMMS_OPS(zstd_ops),
+	    .description = "Zstandard compression and bounded decompression (libzstd)");

@@ -237,7 +237,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.ligs.retry_backoff_max_ms, 60000);
 	ck_assert_uint_eq(cfg.lugs.grace_period_ms, 30000);
 	ck_assert_uint_eq(cfg.lugs.sweep_interval_ms, 5000);
-	ck_assert_uint_eq(cfg.lugs.min_resident, 8);
+	ck_assert_uint_eq(cfg.lugs.min_resident, 0);
 	ck_assert(cfg.lugs.keep_while_cached);
 	ck_assert_uint_eq(cfg.zafp.warm, 5);
 	ck_assert_uint_eq(cfg.zafp.hot, 20);

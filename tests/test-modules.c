@@ -17,216 +17,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "call.h"
-
-#define RESULT_MAX (32u << 20)
-
-/* ---- loading, the daemon's way --------------------------------------------- */
-
-typedef struct module {
-	void *dl;
-	const lmms_module_desc *d;
-	void *state;
-	char path[4096];
-} module;
-
-static void module_path(module *m, const char *env, const char *name)
-{
-	const char *dir = getenv(env);
-
-	ck_assert_msg(dir != NULL, "%s is not set (run through meson test)", env);
-	snprintf(m->path, sizeof(m->path), "%s/%s.so", dir, name);
-}
-
-/* Checks the daemon does before trusting a descriptor; returns why not. */
-static const char *desc_check(const lmms_module_desc *d, const char *name)
-{
-	if (!d)
-		return "entry returned NULL";
-	if (d->abi_version != LMMS_MODULE_ABI_VERSION)
-		return "abi version mismatch";
-	if (d->size < offsetof(lmms_module_desc, can_unload) + sizeof(d->can_unload))
-		return "descriptor too small";
-	if (!d->name || strcmp(d->name, name) != 0)
-		return "name does not match the file name";
-	if (d->op_size < offsetof(lmms_op, cache_ttl_ms) + sizeof(uint32_t))
-		return "op size too small";
-	if (d->n_ops == 0 || !d->ops)
-		return "no ops";
-	return NULL;
-}
-
-static const lmms_op *op_at(const module *m, uint32_t i)
-{
-	return (const lmms_op *)((const char *)m->d->ops + (size_t)i * m->d->op_size);
-}
-
-static const lmms_op *op_find(const module *m, const char *name)
-{
-	for (uint32_t i = 0; i < m->d->n_ops; i++) {
-		if (strcmp(op_at(m, i)->name, name) == 0)
-			return op_at(m, i);
-	}
-	ck_abort_msg("module %s has no op %s", m->d->name, name);
-	return NULL;
-}
-
-static void module_load(module *m, const char *env, const char *name)
-{
-	lmms_module_entry_fn entry;
-	const char *why;
-	lmms_call c;
-	int rc;
-
-	memset(m, 0, sizeof(*m));
-	module_path(m, env, name);
-	m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
-	ck_assert_msg(m->dl != NULL, "dlopen %s: %s", m->path, dlerror());
-	*(void **)&entry = dlsym(m->dl, LMMS_MODULE_ENTRY_NAME);
-	ck_assert_msg(entry != NULL, "%s: no entry symbol", name);
-	m->d = entry();
-	why = desc_check(m->d, name);
-	ck_assert_msg(why == NULL, "%s: %s", name, why);
-	for (uint32_t i = 0; i < m->d->n_ops; i++) {
-		const lmms_op *op = op_at(m, i);
-
-		ck_assert_ptr_nonnull(op->name);
-		ck_assert_ptr_nonnull(op->fn);
-		ck_assert_ptr_null(strchr(op->name, '.'));
-		ck_assert_uint_eq(op->flags & ~(uint32_t)(LMMS_OP_PURE | LMMS_OP_BLOCKING), 0);
-	}
-	if (m->d->init) {
-		call_init(&c, NULL, RESULT_MAX, name);
-		rc = m->d->init(&call_host, &c, &m->state);
-		ck_assert_msg(rc == 0, "%s init: %s", name, c.failed ? c.fail_msg : "(no message)");
-		call_fini(&c);
-	}
-}
-
-static void module_unload(module *m)
-{
-	if (m->d->fini)
-		m->d->fini(&call_host, m->state);
-	ck_assert_int_eq(dlclose(m->dl), 0);
-	memset(m, 0, sizeof(*m));
-}
-
-/* ---- calling ops ------------------------------------------------------------ */
-
-typedef struct params {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-	msgpack_unpacked up;
-} params;
-
-static msgpack_packer *params_begin(params *p, uint32_t n)
-{
-	msgpack_sbuffer_init(&p->sb);
-	msgpack_packer_init(&p->pk, &p->sb, msgpack_sbuffer_write);
-	msgpack_unpacked_init(&p->up);
-	msgpack_pack_array(&p->pk, n);
-	return &p->pk;
-}
-
-static void params_free(params *p)
-{
-	msgpack_unpacked_destroy(&p->up);
-	msgpack_sbuffer_destroy(&p->sb);
-}
-
-/* The outcome of one op call: code, message, decoded result. */
-typedef struct outcome {
-	proto_err err;
-	char msg[CALL_FAIL_MSG_MAX + 64];
-	char *bytes;
-	size_t len;
-	msgpack_unpacked up;
-	const msgpack_object *v;
-} outcome;
-
-static void outcome_free(outcome *o)
-{
-	if (o->bytes)
-		msgpack_unpacked_destroy(&o->up);
-	free(o->bytes);
-	memset(o, 0, sizeof(*o));
-}
-
-static void run_max(module *m, const char *op, params *p, size_t max, outcome *o)
-{
-	const msgpack_object *args = NULL;
-	const char *msg = NULL;
-	lmms_call c;
-	int rc;
-
-	memset(o, 0, sizeof(*o));
-	if (p) {
-		ck_assert_int_eq(msgpack_unpack_next(&p->up, p->sb.data, p->sb.size, NULL),
-				 MSGPACK_UNPACK_SUCCESS);
-		args = &p->up.data;
-	}
-	call_init(&c, args, max, m->d->name);
-	rc = op_find(m, op)->fn(&call_host, &c, m->state);
-	o->err = call_finish(&c, rc, &msg);
-	if (o->err == PROTO_OK) {
-		size_t off = 0;
-
-		ck_assert_int_eq(rc, 0);
-		o->bytes = call_take_result(&c, &o->len);
-		msgpack_unpacked_init(&o->up);
-		ck_assert_int_eq(msgpack_unpack_next(&o->up, o->bytes, o->len, &off),
-				 MSGPACK_UNPACK_SUCCESS);
-		ck_assert_uint_eq(off, o->len);
-		o->v = &o->up.data;
-	} else {
-		ck_assert_int_lt(rc, 0); /* our modules return < 0 on every failure */
-		snprintf(o->msg, sizeof(o->msg), "%s", msg ? msg : "");
-	}
-	call_fini(&c);
-	if (p)
-		params_free(p);
-}
-
-static void run(module *m, const char *op, params *p, outcome *o)
-{
-	run_max(m, op, p, RESULT_MAX, o);
-}
-
-static void expect_str(const outcome *o, const char *want)
-{
-	ck_assert_msg(o->err == PROTO_OK, "error %s: %s", proto_err_name(o->err), o->msg);
-	ck_assert_int_eq(o->v->type, MSGPACK_OBJECT_STR);
-	ck_assert_msg(o->v->via.str.size == strlen(want) &&
-			      (o->v->via.str.size == 0 ||
-			       memcmp(o->v->via.str.ptr, want, strlen(want)) == 0),
-		      "got '%.*s', want '%s'", (int)o->v->via.str.size, o->v->via.str.ptr, want);
-}
-
-static void expect_err(const outcome *o, proto_err want)
-{
-	ck_assert_msg(o->err == want, "got %s (%s), want %s", proto_err_name(o->err), o->msg,
-		      proto_err_name(want));
-	ck_assert_msg(strlen(o->msg) > 0, "error without a message");
-}
-
-/* One-string-argument helper. */
-static params *p_str(params *p, const char *s)
-{
-	msgpack_pack_str_with_body(params_begin(p, 1), s, strlen(s));
-	return p;
-}
-
-static params *p_none(params *p)
-{
-	params_begin(p, 0);
-	return p;
-}
-
-static params *p_int(params *p, int64_t v)
-{
-	msgpack_pack_int64(params_begin(p, 1), v);
-	return p;
-}
+#include "module-harness.h"
 
 /* ---- echo ------------------------------------------------------------------- */
 
@@ -354,12 +145,6 @@ START_TEST(test_hash)
 END_TEST
 
 /* ---- zstd ------------------------------------------------------------------- */
-
-static params *p_bin(params *p, const void *b, size_t n)
-{
-	msgpack_pack_bin_with_body(params_begin(p, 1), b, n);
-	return p;
-}
 
 START_TEST(test_zstd)
 {
@@ -1053,7 +838,8 @@ START_TEST(test_noentry)
 }
 END_TEST
 
-/* Every bundled module loads, names itself after its file and unloads. */
+/* Every bundled module loads, names itself after its file, documents itself
+ * and unloads. */
 START_TEST(test_bundled_descriptors)
 {
 	static const char *const names[] = { "echo", "hash", "zstd", "json", "sqlite", "kv" };
@@ -1066,6 +852,7 @@ START_TEST(test_bundled_descriptors)
 		ck_assert_uint_eq(m.d->op_size, sizeof(lmms_op));
 		ck_assert_ptr_nonnull(m.d->version);
 		ck_assert_uint_eq(m.d->flags, 0);
+		expect_documented(&m);
 		module_unload(&m);
 	}
 }
