@@ -274,6 +274,14 @@ static int child_settings_copy(child *c, const msgpack_object *m)
 
 /* ---- memory_max ------------------------------------------------------------- */
 
+/*
+ * memory_max bounds what the module maps on top of the idle worker with the
+ * module loaded: address space (RLIMIT_AS) and private writable memory
+ * (RLIMIT_DATA, which malloc's brk and mmap both count), both measured now.
+ * A module that asks for more gets NULL from malloc; what it does then is
+ * its business (most libraries abort, which the daemon answers as a crash).
+ */
+#ifndef WORKER_ASAN
 static void warm_run(uv_work_t *w)
 {
 	(void)w;
@@ -284,14 +292,8 @@ static void warm_done(uv_work_t *w, int status)
 	(void)w;
 	(void)status;
 }
+#endif
 
-/*
- * memory_max bounds what the module maps on top of the idle worker with the
- * module loaded: address space (RLIMIT_AS) and private writable memory
- * (RLIMIT_DATA, which malloc's brk and mmap both count), both measured now.
- * A module that asks for more gets NULL from malloc; what it does then is
- * its business (most libraries abort, which the daemon answers as a crash).
- */
 static int child_limit_memory(child *c, uint64_t max, bool pool)
 {
 #ifdef WORKER_ASAN

@@ -123,10 +123,8 @@ static void wchan_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 int wchan_open(wchan *ch, uv_loop_t *loop, int fd, wchan_msg_cb on_msg, wchan_end_cb on_end)
 {
-	memset(ch, 0, sizeof(*ch));
+	memset(ch, 0, sizeof(*ch)); /* zeroed sbuffers are empty ones */
 	proto_limits_default(&ch->limits);
-	msgpack_sbuffer_init(&ch->out);
-	msgpack_sbuffer_init(&ch->wbuf);
 	msgpack_packer_init(&ch->pk, &ch->out, msgpack_sbuffer_write);
 	ch->on_msg = on_msg;
 	ch->on_end = on_end;

@@ -22,7 +22,9 @@ static int op_ping(const lmms_host *h, lmms_call *c, void *state)
  * page zero is unmapped all the same. */
 static int op_segv(const lmms_host *h, lmms_call *c, void *state)
 {
-	*(volatile int *)(uintptr_t)16 = 1;
+	volatile int *volatile p = (volatile int *)(uintptr_t)16;
+
+	*p = 1;
 	return h->ret_nil(c);
 }
 
@@ -40,11 +42,16 @@ static int op_exit(const lmms_host *h, lmms_call *c, void *state)
 	exit((int)status);
 }
 
-/* Never returns: a call that is in flight when another one kills the worker. */
-static int op_park(const lmms_host *h, lmms_call *c, void *state)
+static __attribute__((noreturn)) void wait_forever(void)
 {
 	for (;;)
 		pause();
+}
+
+/* Never returns: a call that is in flight when another one kills the worker. */
+static int op_park(const lmms_host *h, lmms_call *c, void *state)
+{
+	wait_forever();
 }
 
 static const lmms_op crash_ops[] = {

@@ -12,10 +12,15 @@ static int op_ping(const lmms_host *h, lmms_call *c, void *state)
 	return h->ret_str(c, "pong", 4);
 }
 
-static int op_hang(const lmms_host *h, lmms_call *c, void *state)
+static __attribute__((noreturn)) void wait_forever(void)
 {
 	for (;;)
 		pause();
+}
+
+static int op_hang(const lmms_host *h, lmms_call *c, void *state)
+{
+	wait_forever();
 }
 
 static const lmms_op hang_ops[] = {
