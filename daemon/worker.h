@@ -71,7 +71,7 @@ struct wchan {
 	bool open, reading, writing, ended;
 	wchan_msg_cb on_msg;
 	wchan_end_cb on_end;
-	void (*on_drained)(wchan *ch); /* optional: a write finished, nothing left */
+	void (*on_drained)(wchan *ch); /* optional: a queued write finished, nothing left */
 };
 
 /* Take over the connected socket fd (0 or a negative uv error). */

@@ -1489,15 +1489,19 @@ static uint64_t bench_inproc(const char *path, uint32_t n, uint64_t *ns)
 	return pct(ns, n, 0.5);
 }
 
-static int bench(uint32_t n)
+static uint32_t bench_calls = 20000;
+
+/* Run as a Check test (`--bench`), so the helpers' assertions work. */
+START_TEST(bench_figures)
 {
 	static tcall c;
+	uint32_t n = bench_calls;
 	uint64_t *ns = calloc(n, sizeof(*ns)), spawn[50], first[50];
 	char path[PATH_MAX];
 	int64_t rss = 0;
 	tw t;
 
-	setup();
+	ck_assert_ptr_nonnull(ns);
 	log_init(LOG_LVL_WARNING);
 	module_path(path, sizeof(path), "echo");
 	printf("in-process echo.ping (call_init..call_finish): p50 %llu ns\n",
@@ -1541,10 +1545,9 @@ static int bench(uint32_t n)
 	printf("echo worker RSS: %lld KiB after start, %lld KiB after %u calls\n",
 	       (long long)rss / 1024, (long long)worker_rss_bytes(&t.w) / 1024, n);
 	tw_stop(&t);
-	teardown();
 	free(ns);
-	return 0;
 }
+END_TEST
 
 /* ---- runner -------------------------------------------------------------------- */
 
@@ -1556,13 +1559,18 @@ static int bench(uint32_t n)
 			tcase_add_test((tc), fn);                     \
 	} while (0)
 
-static Suite *worker_suite(void)
+static Suite *worker_suite(bool bench)
 {
 	Suite *s = suite_create("worker");
 	TCase *tc = tcase_create("worker");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 60);
+	tcase_set_timeout(tc, bench ? 600 : 60);
+	if (bench) {
+		tcase_add_test(tc, bench_figures);
+		suite_add_tcase(s, tc);
+		return s;
+	}
 	ADD(tc, echo_serves_calls_and_stops_clean);
 	ADD(tc, calls_sent_during_start_run_after_ready);
 	ADD(tc, limits_answer_busy_too_large_and_e2big);
@@ -1605,6 +1613,7 @@ static Suite *worker_suite(void)
 int main(int argc, char **argv)
 {
 	SRunner *sr;
+	bool bench;
 	int failed;
 
 #ifdef TEST_ASAN
@@ -1620,9 +1629,12 @@ int main(int argc, char **argv)
 		setenv("ASAN_OPTIONS", opts, 1);
 	}
 #endif
-	if (argc > 1 && strcmp(argv[1], "--bench") == 0)
-		return bench(argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 20000);
-	sr = srunner_create(worker_suite());
+	bench = argc > 1 && strcmp(argv[1], "--bench") == 0;
+	if (bench && argc > 2)
+		bench_calls = (uint32_t)strtoul(argv[2], NULL, 10);
+	if (bench_calls == 0)
+		bench_calls = 1;
+	sr = srunner_create(worker_suite(bench));
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
