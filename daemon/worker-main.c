@@ -141,6 +141,13 @@ static int child_setup(int fd, pid_t ppid)
 	(void)setsid();
 	/* a daemon that vanished mid-answer is seen as a failed write */
 	signal(SIGPIPE, SIG_IGN);
+	/* the service's dealings with systemd are the daemon's alone */
+	unsetenv("NOTIFY_SOCKET");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDNAMES");
+	unsetenv("WATCHDOG_PID");
+	unsetenv("WATCHDOG_USEC");
 	return 0;
 }
 

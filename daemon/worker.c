@@ -484,10 +484,10 @@ static void worker_finish(worker *w)
 	w->state = WORKER_CLOSING;
 	describe_exit(w);
 	end = worker_end_of(w);
+	if (!w->ready_seen && !w->error[0])
+		snprintf(w->error, sizeof(w->error), "worker %s before it was ready%s", w->reason,
+			 end == WORKER_END_STOPPED ? " (stopping)" : "");
 	if (end == WORKER_END_START_FAILED && !w->failed_reported) {
-		if (!w->error[0])
-			snprintf(w->error, sizeof(w->error), "worker %s before it was ready",
-				 w->reason);
 		w->failed_reported = true;
 		log_warn("module %s: %s", w->name, w->error);
 		if (w->opt.on_failed)
@@ -760,9 +760,12 @@ static int worker_on_msg(wchan *ch, const char *msg, size_t len)
 	}
 
 	if (id.via.u64 == WORKER_HELLO_ID) {
-		if (w->state != WORKER_STARTING || w->ready_seen)
+		if (w->hello_answered)
 			return worker_protocol_error(w, "a second hello answer");
-		rc = worker_hello_answer(w, e, text, msg + off, len - off);
+		w->hello_answered = true;
+		/* a start given up meanwhile (stop, deadline) stays given up */
+		if (w->state == WORKER_STARTING)
+			rc = worker_hello_answer(w, e, text, msg + off, len - off);
 		msgpack_zone_clear(&w->zone);
 		return rc;
 	}

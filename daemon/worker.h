@@ -213,6 +213,7 @@ struct worker {
 	wchan ch;
 	unsigned handles; /* open libuv handles of this run */
 	bool proc_inited, exited, eof, stop_requested, timed_out, ready_seen, failed_reported;
+	bool hello_answered;
 	bool timer_armed, killed;
 	int64_t exit_status;
 	int term_signal;

@@ -962,6 +962,29 @@ START_TEST(start_past_its_deadline_is_killed)
 }
 END_TEST
 
+/* worker_stop during a start: no failure is reported, what was queued is
+ * answered, the init that does not end is killed at the stop deadline. */
+START_TEST(stop_during_start)
+{
+	worker_setting s[] = { { "init_ms", "20000" } };
+	tcall c;
+	tw t;
+
+	tw_prepare(&t, "fault-slowinit");
+	t.o.settings = s;
+	t.o.n_settings = 1;
+	t.o.stop_timeout_ms = 200;
+	tw_start(&t);
+	tc_send(&t, &c, "ping", "");
+	tw_stop(&t);
+	ck_assert_int_eq(t.failed, 0);
+	ck_assert_int_eq(t.ex.end, WORKER_END_STOPPED);
+	ck_assert_int_eq(t.ex.term_signal, SIGKILL);
+	ck_assert_uint_eq(t.ex.calls_failed, 1);
+	expect_err(&c, PROTO_E_LOAD_FAILED, "before it was ready (stopping)");
+}
+END_TEST
+
 /* ---- a worker that breaks the protocol --------------------------------------- */
 
 static void fake_worker(tw *t, const char *script_body)
@@ -1596,6 +1619,7 @@ static Suite *worker_suite(bool bench)
 	ADD(tc, spawn_failure_is_reported_from_the_loop);
 	ADD(tc, slow_init_stalls_nobody_else);
 	ADD(tc, start_past_its_deadline_is_killed);
+	ADD(tc, stop_during_start);
 	ADD(tc, garbage_from_a_worker_fails_its_start);
 	ADD(tc, bad_descriptor_fails_the_start);
 	ADD(tc, stray_answer_crashes_the_worker);
