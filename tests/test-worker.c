@@ -941,18 +941,26 @@ START_TEST(slow_init_stalls_nobody_else)
 }
 END_TEST
 
+/* A worker whose init takes 20 s, with a call queued behind it. */
+static void start_stuck(tw *t, tcall *c, uint64_t start_timeout_ms, uint64_t stop_timeout_ms)
+{
+	static const worker_setting s[] = { { "init_ms", "20000" } };
+
+	tw_prepare(t, "fault-slowinit");
+	t->o.settings = s;
+	t->o.n_settings = 1;
+	t->o.start_timeout_ms = start_timeout_ms;
+	t->o.stop_timeout_ms = stop_timeout_ms;
+	tw_start(t);
+	tc_send(t, c, "ping", "");
+}
+
 START_TEST(start_past_its_deadline_is_killed)
 {
-	worker_setting s[] = { { "init_ms", "20000" } };
 	tcall c;
 	tw t;
 
-	tw_prepare(&t, "fault-slowinit");
-	t.o.settings = s;
-	t.o.n_settings = 1;
-	t.o.start_timeout_ms = 300;
-	tw_start(&t);
-	tc_send(&t, &c, "ping", "");
+	start_stuck(&t, &c, 300, 5000);
 	tw_wait_exit(&t);
 	ck_assert_int_eq(t.failed, 1);
 	ck_assert_ptr_nonnull(strstr(t.failed_msg, "not ready within 300 ms"));
@@ -966,16 +974,10 @@ END_TEST
  * answered, the init that does not end is killed at the stop deadline. */
 START_TEST(stop_during_start)
 {
-	worker_setting s[] = { { "init_ms", "20000" } };
 	tcall c;
 	tw t;
 
-	tw_prepare(&t, "fault-slowinit");
-	t.o.settings = s;
-	t.o.n_settings = 1;
-	t.o.stop_timeout_ms = 200;
-	tw_start(&t);
-	tc_send(&t, &c, "ping", "");
+	start_stuck(&t, &c, 30000, 200);
 	tw_stop(&t);
 	ck_assert_int_eq(t.failed, 0);
 	ck_assert_int_eq(t.ex.end, WORKER_END_STOPPED);
