@@ -29,7 +29,9 @@
 #include "registry.h"
 #include "util.h"
 
-#define WCHAN_READ_CHUNK (64u * 1024u)
+#define WCHAN_READ_START (8u * 1024u)
+#define WCHAN_READ_MIN (4u * 1024u) /* free space offered to a read */
+#define WCHAN_READ_KEEP (64u * 1024u) /* kept across messages */
 /* The hello's id: call ids keep their slot (< WORKER_MAX_INFLIGHT) in the
  * low 16 bits, so they never take this value. */
 #define WORKER_HELLO_ID UINT32_MAX
@@ -46,15 +48,15 @@
 static void wchan_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	wchan *ch = h->data;
-	size_t limit = (size_t)ch->limits.max_message_bytes + WCHAN_READ_CHUNK;
+	size_t limit = (size_t)ch->limits.max_message_bytes + WCHAN_READ_MIN;
 
 	(void)suggested;
-	if (ch->icap - ch->ilen < WCHAN_READ_CHUNK && ch->icap < limit) {
-		size_t cap = ch->icap ? ch->icap * 2 : WCHAN_READ_CHUNK;
+	/* Small to begin with (most messages are), doubled while a message
+	 * needs more, never past one message over the limit. */
+	if (ch->icap - ch->ilen < WCHAN_READ_MIN && ch->icap < limit) {
+		size_t cap = ch->icap ? ch->icap * 2 : WCHAN_READ_START;
 		char *p;
 
-		if (cap < ch->ilen + WCHAN_READ_CHUNK)
-			cap = ch->ilen + WCHAN_READ_CHUNK;
 		if (cap > limit)
 			cap = limit;
 		p = realloc(ch->ibuf, cap);
@@ -116,6 +118,12 @@ static void wchan_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 		 * moves to the buffer start */
 		memmove(ch->ibuf, ch->ibuf + pos, ch->ilen - pos);
 		ch->ilen -= pos;
+	}
+	if (ch->ilen == 0 && ch->icap > WCHAN_READ_KEEP) {
+		/* one large answer must not keep its buffer for the worker's life */
+		free(ch->ibuf);
+		ch->ibuf = NULL;
+		ch->icap = 0;
 	}
 	/* answers produced while reading go out in one write */
 	wchan_flush(ch);

@@ -468,6 +468,27 @@ START_TEST(echo_serves_calls_and_stops_clean)
 	tc_free(&c);
 	msgpack_sbuffer_destroy(&sb);
 
+	/* 600 KiB each way: buffers grow, writes go out in pieces */
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_bin(&pk, 600 * 1024);
+	for (int i = 0; i < 600; i++) {
+		char kib[1024];
+
+		memset(kib, 'a' + i % 26, sizeof(kib));
+		msgpack_pack_bin_body(&pk, kib, sizeof(kib));
+	}
+	memset(&c, 0, sizeof(c));
+	ck_assert_int_eq(worker_call(&t.w, &c.req, "ping", 4, sb.data, sb.size, tc_on_done), 0);
+	tc_wait(&c);
+	ck_assert_int_eq(c.err, PROTO_OK);
+	ck_assert_uint_eq(c.len, sb.size);
+	ck_assert(memcmp(c.res, sb.data, sb.size) == 0);
+	tc_free(&c);
+	msgpack_sbuffer_destroy(&sb);
+	ck_assert_uint_le(t.w.ch.icap, 64 * 1024); /* and the big buffer went back */
+
 	call_sync(&t, &c, "sleep", "i", 20); /* on the worker's pool */
 	ck_assert_int_eq(expect_int(&c), 20);
 	call_sync(&t, &c, "upper", "s", "abc");
