@@ -428,6 +428,24 @@ static void expect_bool(tcall *c, bool b)
 
 /* ---- the ordinary path -------------------------------------------------- */
 
+/* echo.ping answers its params: the bytes must come back unchanged. */
+static void ping_returns_params(tw *t, msgpack_sbuffer *params)
+{
+	tcall c;
+
+	memset(&c, 0, sizeof(c));
+	ck_assert_int_eq(worker_call(&t->w, &c.req, "ping", 4, params->data, params->size,
+				     tc_on_done),
+			 0);
+	tc_wait(&c);
+	ck_assert_int_eq(c.err, PROTO_OK);
+	ck_assert_uint_eq(c.len, params->size);
+	ck_assert(memcmp(c.res, params->data, params->size) == 0);
+	ck_assert_uint_gt(c.ns, 0);
+	tc_free(&c);
+	msgpack_sbuffer_destroy(params);
+}
+
 START_TEST(echo_serves_calls_and_stops_clean)
 {
 	msgpack_sbuffer sb;
@@ -450,7 +468,6 @@ START_TEST(echo_serves_calls_and_stops_clean)
 	ck_assert_uint_eq(t.n_unread, 0);
 	ck_assert_int_gt(worker_rss_bytes(&t.w), 0);
 
-	/* echo.ping answers its params: the bytes must come back unchanged */
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_array(&pk, 3);
@@ -458,15 +475,7 @@ START_TEST(echo_serves_calls_and_stops_clean)
 	msgpack_pack_str_body(&pk, "hi", 2);
 	msgpack_pack_int(&pk, -7);
 	msgpack_pack_map(&pk, 0);
-	memset(&c, 0, sizeof(c));
-	ck_assert_int_eq(worker_call(&t.w, &c.req, "ping", 4, sb.data, sb.size, tc_on_done), 0);
-	tc_wait(&c);
-	ck_assert_int_eq(c.err, PROTO_OK);
-	ck_assert_uint_eq(c.len, sb.size);
-	ck_assert(memcmp(c.res, sb.data, sb.size) == 0);
-	ck_assert_uint_gt(c.ns, 0);
-	tc_free(&c);
-	msgpack_sbuffer_destroy(&sb);
+	ping_returns_params(&t, &sb);
 
 	/* 600 KiB each way: buffers grow, writes go out in pieces */
 	msgpack_sbuffer_init(&sb);
@@ -479,14 +488,7 @@ START_TEST(echo_serves_calls_and_stops_clean)
 		memset(kib, 'a' + i % 26, sizeof(kib));
 		msgpack_pack_bin_body(&pk, kib, sizeof(kib));
 	}
-	memset(&c, 0, sizeof(c));
-	ck_assert_int_eq(worker_call(&t.w, &c.req, "ping", 4, sb.data, sb.size, tc_on_done), 0);
-	tc_wait(&c);
-	ck_assert_int_eq(c.err, PROTO_OK);
-	ck_assert_uint_eq(c.len, sb.size);
-	ck_assert(memcmp(c.res, sb.data, sb.size) == 0);
-	tc_free(&c);
-	msgpack_sbuffer_destroy(&sb);
+	ping_returns_params(&t, &sb);
 	ck_assert_uint_le(t.w.ch.icap, 64 * 1024); /* and the big buffer went back */
 
 	call_sync(&t, &c, "sleep", "i", 20); /* on the worker's pool */
