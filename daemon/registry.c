@@ -55,14 +55,18 @@ const char *lugs_check_name(lugs_check c)
 	return (unsigned)c < LUGS_CHECK_MAX ? names[c] : "unknown";
 }
 
-int64_t rss_bytes(void)
+int64_t rss_bytes_of(pid_t pid)
 {
-	char buf[128];
+	char path[64], buf[128];
 	long size = 0, resident = 0;
 	ssize_t n;
 	int fd;
 
-	fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/statm");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -73,6 +77,11 @@ int64_t rss_bytes(void)
 	if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
 		return -EIO;
 	return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+int64_t rss_bytes(void)
+{
+	return rss_bytes_of(0);
 }
 
 static bool op_name_chars_ok(const char *s, size_t n)
@@ -103,40 +112,45 @@ static const char *op_name_dot_problem(const char *s, size_t n)
 	return NULL;
 }
 
-/* Check op i's name and function; on failure m->error says which and why. */
-static int op_check(module *m, uint32_t i, const lmms_op *o)
+/* Check op i's name and function of module `name`; on failure err says
+ * which and why. */
+static int op_check(const char *name, uint32_t i, const lmms_op *o, char *err, size_t errlen)
 {
 	const char *why;
 	size_t n;
 
 	if (!o->name) {
-		snprintf(m->error, sizeof(m->error), "op %u has no name", i);
+		snprintf(err, errlen, "op %u has no name", i);
 		return -ENOEXEC;
 	}
 	n = strnlen(o->name, OP_NAME_MAX + 1);
 	if (n == 0 || n > OP_NAME_MAX) {
-		snprintf(m->error, sizeof(m->error), "op %u name is empty or longer than %d bytes",
-			 i, OP_NAME_MAX);
+		snprintf(err, errlen, "op %u name is empty or longer than %d bytes", i, OP_NAME_MAX);
 		return -ENOEXEC;
 	}
 	/* the name is not printed: it may hold anything */
 	if (!op_name_chars_ok(o->name, n)) {
-		snprintf(m->error, sizeof(m->error),
-			 "op %u name has a byte other than A-Z a-z 0-9 _ - .", i);
+		snprintf(err, errlen, "op %u name has a byte other than A-Z a-z 0-9 _ - .", i);
 		return -ENOEXEC;
 	}
 	why = op_name_dot_problem(o->name, n);
 	if (why) {
-		snprintf(m->error, sizeof(m->error),
-			 "op %u name \"%s\" %s: its method \"%s.%s\" could never be called", i,
-			 o->name, why, m->name, o->name);
+		snprintf(err, errlen, "op %u name \"%s\" %s: its method \"%s.%s\" could never be called",
+			 i, o->name, why, name, o->name);
 		return -ENOEXEC;
 	}
 	if (!o->fn) {
-		snprintf(m->error, sizeof(m->error), "op %u \"%s\" has no function", i, o->name);
+		snprintf(err, errlen, "op %u \"%s\" has no function", i, o->name);
 		return -ENOEXEC;
 	}
 	return 0;
+}
+
+bool module_op_name_valid(const char *s)
+{
+	size_t n = strnlen(s, OP_NAME_MAX + 1);
+
+	return n > 0 && n <= OP_NAME_MAX && op_name_chars_ok(s, n) && !op_name_dot_problem(s, n);
 }
 
 static void module_resolve_config(module *m);
@@ -447,8 +461,6 @@ static bool module_find_nodelete(void *handle, char *who, size_t n)
 	return false;
 }
 
-/* Does the module's op table, by its own op_size, reach field f? */
-#define OP_HAS(d, f) ((d)->op_size >= offsetof(lmms_op, f) + sizeof(((lmms_op *)0)->f))
 /* Does the descriptor, by its own size, reach field f? */
 #define DESC_HAS(d, f) \
 	((d)->size >= offsetof(lmms_module_desc, f) + sizeof(((lmms_module_desc *)0)->f))
@@ -490,6 +502,77 @@ static int module_settings_load(module *m)
 	return m->settings_oom ? -ENOMEM : 0;
 }
 
+int module_desc_load(void *handle, const char *name, lmms_module_desc *out, char *err,
+		     size_t errlen)
+{
+	lmms_module_entry_fn entry;
+	const lmms_module_desc *d;
+
+	entry = (lmms_module_entry_fn)dlsym(handle, LMMS_MODULE_ENTRY_NAME);
+	if (!entry) {
+		snprintf(err, errlen, "no %s symbol: not an lmms module", LMMS_MODULE_ENTRY_NAME);
+		return -ENOEXEC;
+	}
+	d = entry();
+	if (!d) {
+		snprintf(err, errlen, "%s returned no descriptor", LMMS_MODULE_ENTRY_NAME);
+		return -ENOEXEC;
+	}
+	if (d->abi_version != LMMS_MODULE_ABI_VERSION) {
+		snprintf(err, errlen, "ABI version %u, daemon speaks %u", d->abi_version,
+			 LMMS_MODULE_ABI_VERSION);
+		return -ENOEXEC;
+	}
+	if (d->size < DESC_MIN_SIZE) {
+		snprintf(err, errlen, "descriptor size %u is below the minimum %zu", d->size,
+			 (size_t)DESC_MIN_SIZE);
+		return -ENOEXEC;
+	}
+	if (!d->name || strcmp(d->name, name) != 0) {
+		snprintf(err, errlen, "descriptor names module \"%.64s\", file is %s.so",
+			 d->name ? d->name : "(null)", name);
+		return -ENOEXEC;
+	}
+	if (d->n_ops > MODULE_MAX_OPS) {
+		snprintf(err, errlen, "declares %u ops (at most %d)", d->n_ops, MODULE_MAX_OPS);
+		return -ENOEXEC;
+	}
+	if (d->n_ops && (!d->ops || d->op_size < OP_MIN_SIZE)) {
+		snprintf(err, errlen, "bad op table (op_size %u)", d->op_size);
+		return -ENOEXEC;
+	}
+	for (uint32_t i = 0; i < d->n_ops; i++) {
+		const lmms_op *o = module_desc_op(d, i);
+
+		int rc = op_check(name, i, o, err, errlen);
+
+		if (rc < 0)
+			return rc;
+		for (uint32_t j = 0; j < i; j++)
+			if (!strcmp(module_desc_op(d, j)->name, o->name)) {
+				snprintf(err, errlen, "op %s declared twice", o->name);
+				return -ENOEXEC;
+			}
+	}
+	/* Read by the module's size: fields it does not know stay zero. */
+	memset(out, 0, sizeof(*out));
+	memcpy(out, d, d->size < sizeof(*out) ? d->size : sizeof(*out));
+	return 0;
+}
+
+uint32_t module_desc_op_blocking_above(const lmms_module_desc *d, const lmms_op *o)
+{
+	/* read by the module's op_size: an older module has no such field */
+	return d->op_size >= offsetof(lmms_op, blocking_above) + sizeof(o->blocking_above)
+		       ? o->blocking_above
+		       : 0;
+}
+
+const char *module_desc_op_doc(const lmms_module_desc *d, const lmms_op *o)
+{
+	return d->op_size >= offsetof(lmms_op, doc) + sizeof(o->doc) ? o->doc : NULL;
+}
+
 static op_info *module_op_by_name(module *m, const char *name)
 {
 	for (uint32_t i = 0; i < m->n_ops; i++)
@@ -499,45 +582,18 @@ static op_info *module_op_by_name(module *m, const char *name)
 }
 
 /*
- * Validate the op table and merge it into what we know. Metrics of ops that
- * still exist are kept across reloads; ops the module stopped declaring are
- * marked gone (calls get no_such_method).
+ * Merge the (checked) op table into what we know. Metrics of ops that still
+ * exist are kept across reloads; ops the module stopped declaring are marked
+ * gone (calls get no_such_method).
  */
 static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 {
-	const char *base = (const char *)d->ops;
-
-	if (d->n_ops > MODULE_MAX_OPS) {
-		snprintf(m->error, sizeof(m->error), "declares %u ops (at most %d)", d->n_ops,
-			 MODULE_MAX_OPS);
-		return -ENOEXEC;
-	}
-	if (d->n_ops && (!d->ops || d->op_size < OP_MIN_SIZE)) {
-		snprintf(m->error, sizeof(m->error), "bad op table (op_size %u)", d->op_size);
-		return -ENOEXEC;
-	}
-	for (uint32_t i = 0; i < d->n_ops; i++) {
-		const lmms_op *o = (const lmms_op *)(base + (size_t)i * d->op_size);
-
-		int rc = op_check(m, i, o);
-
-		if (rc < 0)
-			return rc;
-		for (uint32_t j = 0; j < i; j++)
-			if (!strcmp(((const lmms_op *)(base + (size_t)j * d->op_size))->name,
-				    o->name)) {
-				snprintf(m->error, sizeof(m->error), "op %s declared twice",
-					 o->name);
-				return -ENOEXEC;
-			}
-	}
-
 	for (uint32_t i = 0; i < m->n_ops; i++) {
 		m->ops[i]->fn = NULL;
 		m->ops[i]->gone = true;
 	}
 	for (uint32_t i = 0; i < d->n_ops; i++) {
-		const lmms_op *o = (const lmms_op *)(base + (size_t)i * d->op_size);
+		const lmms_op *o = module_desc_op(d, i);
 		op_info *op = module_op_by_name(m, o->name);
 
 		if (!op) {
@@ -569,9 +625,8 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 		op->gone = false;
 		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
 		op->cache_ttl_ms = o->cache_ttl_ms;
-		/* read by the module's op_size: an older module has no such field */
-		op->blocking_above = OP_HAS(d, blocking_above) ? o->blocking_above : 0;
-		if (op_set_doc(op, OP_HAS(d, doc) ? o->doc : NULL) < 0)
+		op->blocking_above = module_desc_op_blocking_above(d, o);
+		if (op_set_doc(op, module_desc_op_doc(d, o)) < 0)
 			return -ENOMEM;
 	}
 	m->ops_known = true;
@@ -580,14 +635,12 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 
 static void module_set_ops_callable(module *m, bool on)
 {
-	const char *base = (const char *)m->desc.ops;
-
 	for (uint32_t i = 0; i < m->n_ops; i++)
 		m->ops[i]->fn = NULL;
 	if (!on)
 		return;
 	for (uint32_t i = 0; i < m->desc.n_ops; i++) {
-		const lmms_op *o = (const lmms_op *)(base + (size_t)i * m->desc.op_size);
+		const lmms_op *o = module_desc_op(&m->desc, i);
 		op_info *op = module_op_by_name(m, o->name);
 
 		if (op)
@@ -613,8 +666,6 @@ static void module_load_failed(registry *r, module *m, int err)
 
 int registry_load(registry *r, module *m)
 {
-	const lmms_module_desc *d;
-	lmms_module_entry_fn entry;
 	lmms_call ic;
 	int64_t rss_before, rss_after;
 	bool was_pinned = m->state == MOD_PINNED;
@@ -646,41 +697,9 @@ int registry_load(registry *r, module *m)
 	}
 	if (!was_pinned && module_find_nodelete(handle, m->pinned_by, sizeof(m->pinned_by)))
 		was_pinned = true; /* mapped for good from here on, whatever dlclose says */
-	entry = (lmms_module_entry_fn)dlsym(handle, LMMS_MODULE_ENTRY_NAME);
-	if (!entry) {
-		snprintf(m->error, sizeof(m->error), "no %s symbol: not an lmms module",
-			 LMMS_MODULE_ENTRY_NAME);
-		rc = -ENOEXEC;
+	rc = module_desc_load(handle, m->name, &m->desc, m->error, sizeof(m->error));
+	if (rc < 0)
 		goto fail_close;
-	}
-	d = entry();
-	if (!d) {
-		snprintf(m->error, sizeof(m->error), "%s returned no descriptor",
-			 LMMS_MODULE_ENTRY_NAME);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	if (d->abi_version != LMMS_MODULE_ABI_VERSION) {
-		snprintf(m->error, sizeof(m->error), "ABI version %u, daemon speaks %u",
-			 d->abi_version, LMMS_MODULE_ABI_VERSION);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	if (d->size < DESC_MIN_SIZE) {
-		snprintf(m->error, sizeof(m->error), "descriptor size %u is below the minimum %zu",
-			 d->size, (size_t)DESC_MIN_SIZE);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	if (!d->name || strcmp(d->name, m->name) != 0) {
-		snprintf(m->error, sizeof(m->error), "descriptor names module \"%.64s\", file is %s.so",
-			 d->name ? d->name : "(null)", m->name);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	/* Read by the module's size: fields it does not know stay zero. */
-	memset(&m->desc, 0, sizeof(m->desc));
-	memcpy(&m->desc, d, d->size < sizeof(m->desc) ? d->size : sizeof(m->desc));
 
 	rc = module_learn_ops(r, m, &m->desc);
 	if (rc == 0)

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "call.h"
 #include "config.h"
@@ -231,5 +232,28 @@ void registry_taint(registry *r, module *m);
 
 /* RSS of this process in bytes, from /proc/self/statm. */
 int64_t rss_bytes(void);
+/* RSS of process pid (0: this one) in bytes, from /proc/PID/statm. */
+int64_t rss_bytes_of(pid_t pid);
+
+/*
+ * The descriptor of a dlopened module, checked the one way both lmmsd and its
+ * workers check it: entry symbol, ABI version, struct size, the name matching
+ * the file's, and a sane op table (count, op_size, valid unique names, a
+ * function each). On success *out is the descriptor read by the module's own
+ * size (zero beyond it). 0, or -ENOEXEC with the reason in err.
+ */
+int module_desc_load(void *handle, const char *name, lmms_module_desc *out, char *err,
+		     size_t errlen);
+/* Op names: [A-Za-z0-9_.-], 1..OP_NAME_MAX bytes. */
+bool module_op_name_valid(const char *s);
+
+/* Op i of a checked descriptor: ops are op_size bytes apart. */
+static inline const lmms_op *module_desc_op(const lmms_module_desc *d, uint32_t i)
+{
+	return (const lmms_op *)((const char *)d->ops + (size_t)i * d->op_size);
+}
+/* Fields appended to lmms_op, read only when the module's op_size covers them. */
+uint32_t module_desc_op_blocking_above(const lmms_module_desc *d, const lmms_op *o);
+const char *module_desc_op_doc(const lmms_module_desc *d, const lmms_op *o); /* NULL if none */
 
 #endif
