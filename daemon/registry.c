@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "call.h"
+#include "elfnote.h"
 #include "log.h"
 #include "util.h"
 
@@ -190,6 +191,7 @@ static void module_free(module *m)
 	free(m->ops);
 	free(m->path);
 	free(m->description);
+	free(m->version);
 	call_settings_free(&m->settings);
 	free(m);
 }
@@ -664,6 +666,280 @@ static void module_load_failed(registry *r, module *m, int err)
 	(void)err;
 }
 
+/* ---- process isolation: a worker per module ---- */
+
+/* [module NAME] isolation, else what the module's file declares (read from
+ * its ELF section, without loading it), else ligs.isolation. */
+static int module_resolve_isolation(registry *r, module *m)
+{
+	int conf = config_module_isolation(r->cfg, m->name);
+
+	if (!r->loop)
+		return ISOLATION_INPROC; /* no loop to run workers on (unit tests) */
+	if (conf == MODULE_ISOLATION_PROCESS)
+		return ISOLATION_PROCESS;
+	if (conf == MODULE_ISOLATION_INPROC)
+		return ISOLATION_INPROC;
+	switch (elfnote_isolation(m->path)) {
+	case ELF_ISOLATION_PROCESS:
+		return ISOLATION_PROCESS;
+	case ELF_ISOLATION_INPROC:
+		return ISOLATION_INPROC;
+	default:
+		return r->cfg->ligs.isolation == ISOLATION_PROCESS ? ISOLATION_PROCESS
+								   : ISOLATION_INPROC;
+	}
+}
+
+static int module_learn_worker_ops(registry *r, module *m, const worker_desc *d)
+{
+	for (uint32_t i = 0; i < m->n_ops; i++)
+		m->ops[i]->gone = true;
+	for (uint32_t i = 0; i < d->n_ops && i < MODULE_MAX_OPS; i++) {
+		const worker_op *o = &d->ops[i];
+		op_info *op = module_op_by_name(m, o->name);
+
+		if (!op) {
+			op_info **ops = realloc(m->ops, (m->n_ops + 1) * sizeof(*ops));
+
+			if (!ops)
+				return -ENOMEM;
+			m->ops = ops;
+			op = calloc(1, sizeof(*op));
+			if (!op)
+				return -ENOMEM;
+			if (asprintf(&op->method, "%s.%s", m->name, o->name) < 0) {
+				free(op);
+				return -ENOMEM;
+			}
+			op->method_len = (uint32_t)strlen(op->method);
+			op->name = op->method + m->name_len + 1;
+			op->mod = m;
+			if (hmap_put(&r->ops, op->method, op->method_len, op) < 0) {
+				free(op->method);
+				free(op);
+				return -ENOMEM;
+			}
+			m->ops[m->n_ops++] = op;
+		}
+		op->gone = false;
+		op->fn = NULL; /* never called here: through the worker */
+		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
+		op->cache_ttl_ms = o->cache_ttl_ms;
+		op->blocking_above = o->blocking_above;
+		if (op_set_doc(op, o->doc) < 0)
+			return -ENOMEM;
+	}
+	m->ops_known = true;
+	return 0;
+}
+
+static void worker_ready(worker *w, const worker_desc *d)
+{
+	module *m = w->data;
+	registry *r = m->reg;
+
+	if (m->w != w)
+		return;
+	if (module_learn_worker_ops(r, m, d) < 0 || strdup_bounded(&m->description, d->description) < 0 ||
+	    strdup_bounded(&m->version, d->version) < 0) {
+		snprintf(m->error, sizeof(m->error), "out of memory learning its ops");
+		worker_stop(w);
+		return;
+	}
+	for (uint32_t i = 0; i < d->n_unread; i++)
+		log_warn("module %s: setting \"%s\" of [module %s] was never read by the module (a typo?)",
+			 m->name, d->unread[i], m->name);
+	if (!module_resident(m))
+		r->n_resident++;
+	m->state = MOD_LOADED;
+	m->pid = w->pid;
+	m->loads++;
+	r->loads++;
+	m->loaded_ms = m->last_used_ms = now_ms();
+	m->resident_bytes = worker_rss_bytes(w);
+	m->backoff_ms = 0;
+	m->error[0] = '\0';
+	log_info("module %s %s loaded in worker %d (%u ops, %lld KiB resident there, ready in %llu us)",
+		 m->name, m->version, w->pid, m->n_ops, (long long)(m->resident_bytes / 1024),
+		 (unsigned long long)((w->ready_ns - w->spawned_ns) / 1000));
+	if (grace_on_load(&m->adapt, m->loaded_ms, m->grace_ms, r->cfg->lugs.grace_max_ms))
+		r->premature_reloads++;
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
+}
+
+static void worker_failed(worker *w, const char *why)
+{
+	module *m = w->data;
+
+	if (m->w != w)
+		return;
+	snprintf(m->error, sizeof(m->error), "%.240s", why);
+}
+
+static void worker_exited(worker *w, const worker_exit *e)
+{
+	module *m = w->data;
+	registry *r = m->reg;
+	bool current = m->w == w;
+
+	worker_fini(w);
+	free(w);
+	if (!current)
+		return; /* an old worker retired by an unload or a reload */
+	m->w = NULL;
+	m->pid = 0;
+	if (r->on_unload)
+		r->on_unload(r->ud, m); /* no fast path may point at it any more */
+	if (module_resident(m))
+		r->n_resident--;
+	if (e->end == WORKER_END_START_FAILED) {
+		module_load_failed(r, m, -EIO);
+	} else if (e->end == WORKER_END_CRASHED || e->end == WORKER_END_TIMEOUT) {
+		const worker_crash_policy p = {
+			.limit = r->cfg->ligs.crash_limit,
+			.window_ms = r->cfg->ligs.crash_window_ms,
+			.backoff_ms = r->cfg->ligs.retry_backoff_ms,
+			.backoff_max_ms = r->cfg->ligs.retry_backoff_max_ms,
+		};
+		uint32_t recent = worker_crashes_record(&m->crash, &p, now_ms());
+
+		m->crashes++;
+		r->module_crashes++;
+		if (recent >= p.limit) {
+			m->state = MOD_FAILED;
+			m->load_failures++;
+			m->retry_at_ms = m->crash.retry_at_ms;
+			snprintf(m->error, sizeof(m->error),
+				 "quarantined: its worker crashed %u times within %llu s (last: %.120s)",
+				 recent, (unsigned long long)(p.window_ms / 1000), e->reason);
+			log_err("module %s %s", m->name, m->error);
+		} else {
+			m->state = MOD_UNLOADED;
+			log_warn("module %s: its worker %s (%u calls answered module_crashed); respawned on the next call",
+				 m->name, e->reason, e->calls_failed);
+		}
+	} else {
+		m->state = MOD_UNLOADED;
+	}
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
+}
+
+static void module_settings_to_worker(const module *m, worker_setting *out, uint32_t *n)
+{
+	*n = 0;
+	for (uint32_t i = 0; i < m->settings.n && i < WORKER_MAX_SETTINGS; i++) {
+		out[*n].key = m->settings.v[i].key;
+		out[*n].value = m->settings.v[i].value;
+		(*n)++;
+	}
+}
+
+static int module_start_worker(registry *r, module *m)
+{
+	worker_setting settings[WORKER_MAX_SETTINGS];
+	const char *exe = getenv("LMMS_WORKER_EXE");
+	worker_options o;
+	worker *w;
+	int rc;
+
+	if (m->w)
+		return m->w->state == WORKER_READY ? 0 : -EINPROGRESS;
+	if (!worker_crashes_may_spawn(&m->crash, now_ms())) {
+		if (m->state != MOD_FAILED)
+			snprintf(m->error, sizeof(m->error), "its worker crashed: respawned after a backoff");
+		return -EAGAIN;
+	}
+	rc = module_check_file(m);
+	if (rc == 0)
+		rc = module_settings_load(m);
+	if (rc < 0) {
+		module_load_failed(r, m, rc);
+		return rc;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	worker_init(w, r->loop);
+	w->data = m;
+	worker_options_default(&o);
+	if (exe && *exe)
+		o.exe = exe; /* tests: the lmmsd under test, not the test binary */
+	o.module_path = m->path;
+	o.module_name = m->name;
+	module_settings_to_worker(m, settings, &o.n_settings);
+	o.settings = settings;
+	o.log_level = log_get_level();
+	o.threads = r->cfg->server.workers;
+	o.memory_max = config_module_memory_max(r->cfg, m->name);
+	o.call_timeout_ms = r->cfg->server.call_timeout_ms;
+	o.max_message_bytes = r->cfg->server.max_message_bytes;
+	o.max_elements = r->cfg->server.max_elements;
+	o.max_result_bytes = r->cfg->server.max_result_bytes;
+	o.max_buffered_bytes = r->cfg->server.max_output_bytes;
+	o.max_inflight = r->cfg->server.max_calls_per_uid;
+	o.on_ready = worker_ready;
+	o.on_failed = worker_failed;
+	o.on_exit = worker_exited;
+	rc = worker_start(w, &o);
+	if (rc < 0) {
+		worker_fini(w);
+		free(w);
+		snprintf(m->error, sizeof(m->error), "cannot start a worker: %s", strerror(-rc));
+		module_load_failed(r, m, rc);
+		return rc;
+	}
+	m->w = w;
+	r->worker_spawns++;
+	return -EINPROGRESS;
+}
+
+/* Retire m's worker: it finishes what it runs, runs fini and exits; all of
+ * its memory returns with it, whatever its libraries do. */
+static int module_stop_worker(registry *r, module *m, bool with_calls)
+{
+	worker *w = m->w;
+	int64_t rss = w ? worker_rss_bytes(w) : 0;
+
+	if (!w)
+		return 0;
+	/* a replaced module's old worker may retire with calls: it answers
+	 * them before it exits, and new ones already go to the new worker */
+	if (m->refs > 0 && !with_calls)
+		return -EBUSY;
+	m->w = NULL;
+	m->pid = 0;
+	if (r->on_unload)
+		r->on_unload(r->ud, m);
+	worker_stop(w);
+	if (module_resident(m))
+		r->n_resident--;
+	m->state = MOD_UNLOADED;
+	m->unloads++;
+	r->unloads++;
+	m->reclaimed_bytes = rss;
+	r->reclaimed_bytes += rss;
+	log_info("module %s unloaded by %s: its worker ends (%lld KiB returned with it)", m->name,
+		 m->unload_trigger[0] ? m->unload_trigger : "request", (long long)(rss / 1024));
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
+	return 0;
+}
+
+void registry_stop_workers(registry *r)
+{
+	for (uint32_t i = 0; i < r->n_mods; i++) {
+		module *m = r->mods[i];
+
+		/* what it still runs is answered before it exits (or, if it
+		 * must be killed, module_crashed) */
+		if (m->w)
+			worker_stop(m->w);
+	}
+}
+
 int registry_load(registry *r, module *m)
 {
 	lmms_call ic;
@@ -676,10 +952,16 @@ int registry_load(registry *r, module *m)
 		return -EPERM; /* m->error says why */
 	if (module_callable(m))
 		return 0;
+	if (module_starting(m))
+		return -EINPROGRESS;
 	if (m->unloading)
 		return -EBUSY;
 	if (m->state == MOD_FAILED && now_ms() < m->retry_at_ms)
 		return -EAGAIN;
+	if (!module_resident(m))
+		m->isolation = module_resolve_isolation(r, m);
+	if (m->isolation == ISOLATION_PROCESS)
+		return module_start_worker(r, m);
 
 	rc = module_check_file(m);
 	if (rc < 0)
@@ -705,6 +987,8 @@ int registry_load(registry *r, module *m)
 	if (rc == 0)
 		rc = strdup_bounded(&m->description,
 				    DESC_HAS(&m->desc, description) ? m->desc.description : NULL);
+	if (rc == 0)
+		rc = strdup_bounded(&m->version, m->desc.version);
 	if (rc == 0)
 		rc = module_settings_load(m);
 	if (rc < 0) {
@@ -772,6 +1056,14 @@ static int module_unload(registry *r, module *m, bool ask, const char **reason)
 	const char *why = NULL;
 	int64_t rss_before, rss_after;
 	void *again;
+
+	if (m->isolation == ISOLATION_PROCESS) {
+		int rc = module_stop_worker(r, m, false);
+
+		if (rc == -EBUSY && reason)
+			*reason = "operations in flight";
+		return rc;
+	}
 
 	if (!m->handle)
 		return 0;
@@ -856,9 +1148,21 @@ int registry_reload(registry *r, module *m)
 	int rc;
 
 	m->reload_pending = false;
-	if (!m->handle)
+	if (!module_has_code(m))
 		return 0; /* not loaded: its next load takes the new file anyway */
 	module_set_trigger(m, "its file being replaced");
+	if (m->isolation == ISOLATION_PROCESS) {
+		/* Erlang-style: a new worker with the new file takes the new
+		 * calls at once, the old one drains and exits */
+		module_stop_worker(r, m, true);
+		rc = registry_load(r, m);
+		if (rc == -EINPROGRESS || rc == 0) {
+			r->hot_reloads++;
+			log_info("module %s: a new worker runs its new file; the old one drains", m->name);
+			return 0;
+		}
+		return rc;
+	}
 	rc = module_unload(r, m, true, &why);
 	if (rc == -EBUSY) {
 		m->reload_pending = true;

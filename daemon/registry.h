@@ -27,6 +27,7 @@
 #include "heat.h"
 #include "hmap.h"
 #include "watch.h"
+#include "worker.h"
 
 #define REGISTRY_MAX_MODULES 1024
 #define MODULE_MAX_OPS 256
@@ -119,8 +120,11 @@ struct module {
 	watch_stamp stamp; /* the file as it was loaded */
 	bool reload_pending; /* its file was replaced: reload once no call runs */
 	bool tainted; /* its mapped file was overwritten in place: never called again */
-	int isolation; /* isolation in force (ISOLATION_*) */
+	int isolation; /* isolation in force (ISOLATION_*), decided at each load */
 	pid_t pid; /* process isolation: the worker's, or 0 */
+	worker *w; /* process isolation: the current worker (starting or ready), or NULL */
+	worker_crashes crash; /* process isolation: deaths, backoff, quarantine */
+	char *version; /* of the code loaded last, owned */
 };
 
 struct registry {
@@ -150,6 +154,8 @@ struct registry {
 	void (*on_released)(void *ud, module *m);
 	/* Called after the resident set changed (a load, an unload). */
 	void (*on_residency)(void *ud, module *m);
+	/* The loop workers of isolated modules run on; NULL: everything in process. */
+	uv_loop_t *loop;
 	void *ud;
 };
 
@@ -201,7 +207,9 @@ op_info *registry_find_op(registry *r, const char *method, size_t len);
  * Make m callable. 0 if it is (or became) loaded; otherwise a negative errno
  * with the reason in m->error: -EAGAIN while a failed module waits for its
  * retry, -ENOEXEC for ABI/descriptor problems, -EPERM for unsafe file
- * permissions, -EIO for dlopen or init failures.
+ * permissions, -EIO for dlopen or init failures. For an isolated module
+ * (isolation = process) the load is a worker starting: -EINPROGRESS, and
+ * calls may be sent to it already (module_starting).
  */
 int registry_load(registry *r, module *m);
 
@@ -219,8 +227,26 @@ static inline bool module_resident(const module *m)
 
 static inline bool module_callable(const module *m)
 {
+	if (m->isolation == ISOLATION_PROCESS)
+		return m->w && m->w->state == WORKER_READY && !m->unloading;
 	return m->handle != NULL && !m->unloading && !m->tainted;
 }
+
+/* Is m's code somewhere: mapped here, or in a worker (starting or ready)? */
+static inline bool module_has_code(const module *m)
+{
+	return m->handle != NULL || m->w != NULL;
+}
+
+/* An isolated module whose worker is starting: calls may be sent to it (they
+ * run once its init returned), though its ops may not be known yet. */
+static inline bool module_starting(const module *m)
+{
+	return m->isolation == ISOLATION_PROCESS && m->w && m->w->state == WORKER_STARTING;
+}
+
+/* Stop every worker (shutdown); the loop then runs until they exited. */
+void registry_stop_workers(registry *r);
 
 /* Its file was replaced on disk: unload it and load the new file, now. The
  * caller checked refs == 0. 0 reloaded, 1 the old object is pinned (a restart

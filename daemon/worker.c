@@ -282,6 +282,13 @@ void worker_init(worker *w, uv_loop_t *loop)
 	list_init(&w->calls);
 }
 
+/* A run gives its buffers back when it ends (worker_closed) or fails to
+ * start: nothing outlives it, so an idle handle holds no memory. */
+void worker_fini(worker *w)
+{
+	(void)w;
+}
+
 int64_t worker_rss_bytes(const worker *w)
 {
 	int64_t r;
@@ -713,7 +720,7 @@ static int worker_hello_answer(worker *w, proto_err e, const char *msg, const ch
 	if (w->opt.call_timeout_ms)
 		for (list_node *n = w->calls.next; n != &w->calls; n = n->next)
 			container_of(n, worker_req, link)->deadline_ms = now + w->opt.call_timeout_ms;
-	log_info("module %s: worker (pid %d) ready in %llu us, %u ops", w->name, w->pid,
+	log_debug("module %s: worker (pid %d) ready in %llu us, %u ops", w->name, w->pid,
 		 (unsigned long long)((w->ready_ns - w->spawned_ns) / 1000), d.n_ops);
 	if (w->opt.on_ready)
 		w->opt.on_ready(w, &d);
