@@ -22,8 +22,8 @@ against include/lmms/lmms-module.h and its LMMS_MODULE_DEFINE, with:
 
 The weight objects are built once and linked into every module that uses
 them; each module is still its own file, so its pages are its own in RSS.
-Modules are built into a pool under the cache directory (reused while the
-generator and the ABI header are unchanged) and OUT_DIR gets hard links to
+Modules are built into a pool under the cache directory (reused while what
+is generated, its flags and the ABI header are unchanged) and OUT_DIR gets hard links to
 the first N, so sets of 6, 60 and 1000 modules cost one build of 1000.
 """
 
@@ -221,10 +221,15 @@ def module_source(i):
 
 
 def stamp():
-    """Changes whenever what the pool holds would change."""
+    """Changes whenever what the pool holds would change: what is generated,
+    how it is built, and the ABI header (not this file's comments)."""
     h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
     h.update(HEADER.read_bytes())
+    h.update(repr((CFLAGS, WEIGHT_CFLAGS, ZLIB_EVERY, WEIGHT_VARIANTS)).encode())
+    for v in range(WEIGHT_VARIANTS):
+        h.update(weight_source(v).encode())
+    for i in range(ZLIB_EVERY):
+        h.update(module_source(i).encode())
     return h.hexdigest()[:12]
 
 
@@ -253,7 +258,8 @@ def build_pool(pool, n, cc):
             if not obj.exists():
                 c = src / ("weight%d.c" % v)
                 c.write_text(weight_source(v))
-                atomic_build(obj, lambda tmp: run([cc, *WEIGHT_CFLAGS, "-c", str(c), "-o", str(tmp)]))
+                atomic_build(obj, lambda tmp: run([cc, *WEIGHT_CFLAGS, "-c", str(c),
+                                                   "-o", str(tmp)]))
         list(ex.map(weight, range(min(n, WEIGHT_VARIANTS))))
 
         def module(i):
