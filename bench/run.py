@@ -821,7 +821,9 @@ def machine(h):
     opts = {o["name"]: o["value"] for o in
             json.loads((h.build / "meson-info" / "intro-buildoptions.json").read_text())}
     rev = sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")
-    if sh("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"):
+    # what this harness writes does not make the tree dirty
+    if sh("git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", ".",
+          ":!bench/RESULTS.md", ":!bench/burst-rss.*"):
         rev += " (with uncommitted changes)"
     return [
         "- date: %s" % time.strftime("%Y-%m-%d %H:%M %Z"),
@@ -874,6 +876,10 @@ def main():
             print("bench: %s is not installed (bash .ci/deps installs it)" % prog)
             return 1
 
+    # SIGTERM, and SIGINT even where a shell started us with it ignored, end
+    # the run through its finally blocks, which stop every server it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     h = Harness(build, a.quick, out)
     if a.reps:
         if not 1 <= a.reps <= 100:
