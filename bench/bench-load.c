@@ -9,7 +9,7 @@
  * figure.
  *
  *   bench-load run   --socket PATH REQUEST [--conns N] [--depth D]
- *                    [--seconds T] [--warmup T] [--requests N]
+ *                    [--seconds T] [--warmup T] [--requests N] [--server-pid PID]
  *   bench-load start --socket PATH REQUEST [--ready WORD] [--timeout T] -- CMD [ARG]...
  *
  * REQUEST is one of
@@ -26,13 +26,18 @@
  * --requests replies, and prints one JSON line: replies per second and the
  * latency of each request from its batch's write to its reply (p50, p99,
  * mean), plus the very first reply's latency apart ("first_us": a cold
- * module's load when the server is fresh).
+ * module's load when the server is fresh). CPU time per reply, its own and,
+ * with --server-pid, the server's (all its threads, from the kernel's
+ * schedstat, in ns): unlike replies per second, it hardly moves when other
+ * work shares the machine.
  *
  * start: fork+exec CMD, then poll connect on the socket every 50 us and send
  * the request as soon as it connects; prints how long from exec the server
- * took to print a line holding WORD on stderr (its READY), and to answer.
+ * took to print a line holding WORD on stderr (its READY) and to answer, and
+ * the CPU time it had used when it answered.
  * Then SIGTERM, and the server must exit 0.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -72,6 +77,45 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NS_S + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * NS_S + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time pid has run, all its threads, in ns (the first field of each
+ * /proc/PID/task/TID/schedstat); -1 if it cannot be read. */
+static int64_t proc_cpu_ns(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	int64_t sum = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d))) {
+		unsigned long long ns;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%.16s/schedstat", (int)pid, de->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue; /* a thread that just ended */
+		if (fscanf(f, "%llu", &ns) == 1)
+			sum += (int64_t)ns;
+		fclose(f);
+	}
+	closedir(d);
+	return sum;
 }
 
 /* Log-linear buckets: exact below 128 ns, then 64 per power of two (within
@@ -431,6 +475,7 @@ typedef struct run_cfg {
 	uint32_t depth;
 	double seconds, warmup;
 	uint64_t requests; /* 0: run for seconds */
+	pid_t server; /* 0: unknown */
 } run_cfg;
 
 typedef struct run_state {
@@ -619,7 +664,8 @@ static int run(const run_cfg *cfg)
 {
 	run_state st = { .cfg = cfg, .sending = true };
 	struct epoll_event evs[64];
-	uint64_t t0, done_ns, outstanding;
+	uint64_t t0, done_ns, outstanding, cpu0;
+	int64_t srv0 = -1, srv1 = -1;
 	double secs;
 
 	st.c = calloc((size_t)cfg->conns, sizeof(*st.c));
@@ -652,6 +698,9 @@ static int run(const run_cfg *cfg)
 		}
 	}
 
+	if (cfg->server)
+		srv0 = proc_cpu_ns(cfg->server);
+	cpu0 = cpu_ns();
 	t0 = now_ns();
 	st.t_measure = t0 + (uint64_t)(cfg->warmup * NS_S);
 	st.t_end = cfg->requests ? UINT64_MAX : st.t_measure + (uint64_t)(cfg->seconds * NS_S);
@@ -690,15 +739,21 @@ static int run(const run_cfg *cfg)
 			return 1;
 		}
 	}
+	cpu0 = cpu_ns() - cpu0;
+	if (cfg->server)
+		srv1 = proc_cpu_ns(cfg->server);
 	done_ns = cfg->requests ? st.last_reply_ns : st.t_end;
 	secs = (double)(done_ns - st.t_measure) / NS_S;
 	printf("{\"what\": \"%s\", \"conns\": %d, \"depth\": %u, \"seconds\": %.4f, "
 	       "\"replies\": %" PRIu64 ", \"rps\": %.1f, \"p50_us\": %.2f, \"p99_us\": %.2f, "
-	       "\"mean_us\": %.2f, \"first_us\": %.2f, \"verified\": %" PRIu64 "}\n",
+	       "\"mean_us\": %.2f, \"first_us\": %.2f, \"verified\": %" PRIu64 ", "
+	       "\"client_cpu_us\": %.3f, \"server_cpu_us\": %.3f}\n",
 	       cfg->rq.what, cfg->conns, cfg->depth, secs, st.h.n,
 	       secs > 0 ? (double)st.h.n / secs : 0.0, h_quantile_us(&st.h, 0.5),
 	       h_quantile_us(&st.h, 0.99), st.h.n ? (double)st.h.sum_ns / st.h.n / NS_US : 0.0,
-	       (double)st.first_ns / NS_US, st.verified);
+	       (double)st.first_ns / NS_US, st.verified, (double)cpu0 / NS_US / (double)st.verified,
+	       srv0 >= 0 && srv1 >= srv0 ? (double)(srv1 - srv0) / NS_US / (double)st.verified
+					  : -1.0);
 	for (int i = 0; i < cfg->conns; i++) {
 		close(st.c[i].fd);
 		free(st.c[i].in);
@@ -772,6 +827,7 @@ static int start(const start_cfg *cfg)
 {
 	int errp[2], fd = -1, rc = 1;
 	uint64_t t0, deadline, ready_ns = 0, reply_ns = 0;
+	int64_t reply_cpu = -1;
 	uint8_t rbuf[IN_CHUNK];
 	size_t rlen = 0, line_len = 0;
 	char line[4096];
@@ -853,6 +909,7 @@ static int start(const start_cfg *cfg)
 				if (cfg->rq.proto == P_RPC && rpc_check(&cfg->rq, 0, rbuf, want) != 1)
 					die_bad_reply(&cfg->rq, 0, "another msgid", rbuf, want);
 				reply_ns = now - t0;
+				reply_cpu = proc_cpu_ns(pid);
 			}
 		}
 		if (waitpid(pid, NULL, WNOHANG) == pid) {
@@ -866,8 +923,9 @@ static int start(const start_cfg *cfg)
 			goto out;
 		}
 	}
-	printf("{\"ready_us\": %.1f, \"reply_us\": %.1f}\n", (double)ready_ns / NS_US,
-	       (double)reply_ns / NS_US);
+	printf("{\"ready_us\": %.1f, \"reply_us\": %.1f, \"cpu_us\": %.1f}\n",
+	       (double)ready_ns / NS_US, (double)reply_ns / NS_US,
+	       reply_cpu >= 0 ? (double)reply_cpu / NS_US : -1.0);
 	rc = 0;
 out:
 	if (fd >= 0)
@@ -883,7 +941,7 @@ out:
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: bench-load run --socket PATH REQUEST [--conns N] [--depth D]\n"
-		   "                      [--seconds T] [--warmup T] [--requests N]\n"
+		   "                      [--seconds T] [--warmup T] [--requests N] [--server-pid PID]\n"
 		   "       bench-load start --socket PATH REQUEST [--ready WORD] [--timeout T]"
 		   " -- CMD [ARG]...\n"
 		   "REQUEST: --rpc METHOD [--str S] --expect params|param|str:TEXT|request\n"
@@ -906,7 +964,7 @@ static bool num_arg(const char *s, double lo, double hi, double *out)
 int main(int argc, char **argv)
 {
 	enum { O_SOCKET = 256, O_RPC, O_STR, O_EXPECT, O_REDIS, O_KEY, O_VALUE, O_CONNS, O_DEPTH,
-	       O_SECONDS, O_WARMUP, O_REQUESTS, O_READY, O_TIMEOUT };
+	       O_SECONDS, O_WARMUP, O_REQUESTS, O_READY, O_TIMEOUT, O_SERVER_PID };
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, O_SOCKET },
 		{ "rpc", required_argument, NULL, O_RPC },
@@ -922,6 +980,7 @@ int main(int argc, char **argv)
 		{ "requests", required_argument, NULL, O_REQUESTS },
 		{ "ready", required_argument, NULL, O_READY },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "server-pid", required_argument, NULL, O_SERVER_PID },
 		{ "help", no_argument, NULL, 'h' },
 		{},
 	};
@@ -971,6 +1030,11 @@ int main(int argc, char **argv)
 			if (!num_arg(optarg, 1, 1e9, &v))
 				goto bad;
 			rc.requests = (uint64_t)v;
+			break;
+		case O_SERVER_PID:
+			if (!num_arg(optarg, 1, INT_MAX, &v))
+				goto bad;
+			rc.server = (pid_t)v;
 			break;
 		case O_TIMEOUT:
 			if (!num_arg(optarg, 0.01, 3600, &sc.timeout))

@@ -243,9 +243,12 @@ class Harness:
     # -- the load client --
 
     def run_load(self, sock, request, conns=1, depth=1, seconds=None, warmup=None,
-                 requests=None, cpu=None, symbolic=()):
+                 requests=None, cpu=None, symbolic=(), server=None):
         argv = [self.load, "run", "--socket", sock, *request, "--conns", conns,
                 "--depth", depth]
+        if server:
+            argv += ["--server-pid", server.pid]
+            symbolic = tuple(symbolic) + ("--server-pid",)
         if requests:
             argv += ["--requests", requests, "--warmup", 0]
         else:
@@ -359,7 +362,8 @@ def scenario_throughput(h):
                 for rep in range(h.reps):
                     for name, srv, rq in TARGETS:
                         r = h.run_load(servers[srv].sock, rq, conns, depth, secs, warm, cpu=cpu,
-                                       symbolic=("--conns", "--depth", "--seconds", "--warmup"))
+                                       symbolic=("--conns", "--depth", "--seconds", "--warmup"),
+                                       server=servers[srv])
                         res.setdefault((name, mname), []).append(r)
         finally:
             for p in servers.values():
@@ -378,7 +382,18 @@ def scenario_throughput(h):
                          [[n] + ["%s / %s" % (fmt_mm([x["p50_us"] for x in res[(n, m)]]),
                                               fmt_mm([x["p99_us"] for x in res[(n, m)]]))
                                  for m in modes] for n, _, _ in TARGETS]))
-        out += ["", "Ratios inside each repetition (throughput; p50 latency where said):", ""]
+        out += ["", "CPU per reply, µs: the server's (all its threads, from"
+                " /proc/PID/task/*/schedstat, over the whole run, warm-up included) / the"
+                " client's. Unlike replies per second, it hardly moves when other work shares"
+                " the machine:", ""]
+        out.append(table(["target"] + modes,
+                         [[n] + ["%s / %s" % (fmt_mm([x["server_cpu_us"] for x in res[(n, m)]],
+                                                     "%.2f"),
+                                              fmt_mm([x["client_cpu_us"] for x in res[(n, m)]],
+                                                     "%.2f"))
+                                 for m in modes] for n, _, _ in TARGETS]))
+        out += ["", "Ratios inside each repetition (throughput; p50 latency and server CPU per"
+                " reply where said; for those two, lower is better for the first):", ""]
         pairs = [("lmmsd echo.ping / echo floor", "lmmsd echo.ping", "echo floor"),
                  ("lmmsd echo.ping / redis GET", "lmmsd echo.ping", "redis GET"),
                  ("lmmsd echo.ping / mini-rpc", "lmmsd echo.ping", "mini-rpc"),
@@ -387,6 +402,12 @@ def scenario_throughput(h):
         rows = ratio_rows(res, modes, pairs)
         rows += ratio_rows(res, modes, [("p50: lmmsd echo.ping / echo floor",
                                          "lmmsd echo.ping", "echo floor")], "p50_us")
+        rows += ratio_rows(res, modes, [
+            ("server CPU: lmmsd echo.ping / echo floor", "lmmsd echo.ping", "echo floor"),
+            ("server CPU: lmmsd echo.ping / mini-rpc", "lmmsd echo.ping", "mini-rpc"),
+            ("server CPU: lmmsd echo.ping / redis GET", "lmmsd echo.ping", "redis GET"),
+            ("server CPU: lmmsd lmms.ping / echo floor", "lmmsd lmms.ping", "echo floor")],
+            "server_cpu_us")
         out.append(table(["ratio"] + modes, rows))
         out.append("")
 
@@ -403,6 +424,14 @@ def scenario_throughput(h):
                                                "1 conn, depth 32")
         s[("p50 vs echo", placement)] = per_rep("lmmsd echo.ping", "echo floor", "1 conn",
                                                 "p50_us")
+        for mode in ("16 conns", "1 conn, depth 32"):
+            for floor in ("echo floor", "mini-rpc", "redis GET"):
+                s[("cpu", placement, mode, floor)] = per_rep("lmmsd echo.ping", floor, mode,
+                                                             "server_cpu_us")
+        s[("cpu us", placement)] = [x["server_cpu_us"]
+                                    for x in res[("lmmsd echo.ping", "1 conn, depth 32")]]
+        s[("cpu us mini", placement)] = [x["server_cpu_us"]
+                                         for x in res[("mini-rpc", "1 conn, depth 32")]]
     return out
 
 
@@ -434,30 +463,45 @@ def scenario_startup(h):
     out = ["## Start: exec → READY and exec → first reply", "",
            "`bench-load start` forks and execs the server, reads its stderr for the"
            " `ready:` line (READY) and polls connect every 50 µs, sending `lmms.ping` (to"
-           " mini-rpc the same request) the moment it connects (first reply). Then"
-           " SIGTERM, and the server must exit 0. Modules: the synthetic sets"
-           " (bench/synmods.py); `--eager` loads them all before READY. One warm-up pass,"
-           " then %d interleaved repetitions; ms, median [min–max]." % h.reps, ""]
+           " mini-rpc the same request) the moment it connects (first reply); the CPU"
+           " column is the time the server had run (all threads, schedstat) when it"
+           " answered, which other work on the machine hardly moves. Then SIGTERM, and the"
+           " server must exit 0. Modules: the synthetic sets (bench/synmods.py); `--eager`"
+           " loads them all before READY. One warm-up pass, then %d interleaved"
+           " repetitions; ms, median [min–max]." % h.reps, ""]
     rows = []
     for name, _, _, _ in configs:
         rows.append([name, fmt_mm([x["ready_us"] / 1000 for x in res[name]], "%.2f"),
-                     fmt_mm([x["reply_us"] / 1000 for x in res[name]], "%.2f")])
-    out.append(table(["server", "exec → READY (ms)", "exec → first reply (ms)"], rows))
+                     fmt_mm([x["reply_us"] / 1000 for x in res[name]], "%.2f"),
+                     fmt_mm([x["cpu_us"] / 1000 for x in res[name]], "%.2f")])
+    out.append(table(["server", "exec → READY (ms)", "exec → first reply (ms)",
+                      "CPU by the first reply (ms)"], rows))
     lazy6, lazyN = "lmmsd, 6 modules, lazy", "lmmsd, %d modules, lazy" % h.set_counts()[-1]
-    vs_mini = [a["reply_us"] / b["reply_us"] for a, b in zip(res[lazy6], res["mini-rpc"])]
-    delta = [(a["reply_us"] - b["reply_us"]) / 1000 for a, b in zip(res[lazyN], res[lazy6])]
-    delta_pct = [100.0 * (a["reply_us"] / b["reply_us"] - 1)
-                 for a, b in zip(res[lazyN], res[lazy6])]
+
+    def per_rep(key, a, b, f):
+        return [f(x[key], y[key]) for x, y in zip(res[a], res[b])]
+    vs_mini = per_rep("reply_us", lazy6, "mini-rpc", lambda a, b: a / b)
+    delta = per_rep("reply_us", lazyN, lazy6, lambda a, b: (a - b) / 1000)
+    delta_pct = per_rep("reply_us", lazyN, lazy6, lambda a, b: 100.0 * (a / b - 1))
+    cpu_vs_mini = per_rep("cpu_us", lazy6, "mini-rpc", lambda a, b: a / b)
+    cpu_delta = per_rep("cpu_us", lazyN, lazy6, lambda a, b: (a - b) / 1000)
+    cpu_delta_pct = per_rep("cpu_us", lazyN, lazy6, lambda a, b: 100.0 * (a / b - 1))
+    n = h.set_counts()[-1]
     out += ["", "Inside each repetition:", ""]
-    out.append(table(["figure", "median [min–max]"], [
-        ["exec → first reply, lmmsd (6 modules, lazy) / mini-rpc", fmt_mm(vs_mini, "%.2f×")],
-        ["exec → first reply, %d modules − 6 modules (lazy)" % h.set_counts()[-1],
-         fmt_mm(delta, "%+.2f ms") + " (" + fmt_mm(delta_pct, "%+.0f%%") + ")"],
+    out.append(table(["figure", "wall clock", "CPU"], [
+        ["exec → first reply, lmmsd (6 modules, lazy) / mini-rpc", fmt_mm(vs_mini, "%.2f×"),
+         fmt_mm(cpu_vs_mini, "%.2f×")],
+        ["exec → first reply, %d modules − 6 modules (lazy)" % n,
+         fmt_mm(delta, "%+.2f ms") + " (" + fmt_mm(delta_pct, "%+.0f%%") + ")",
+         fmt_mm(cpu_delta, "%+.2f ms") + " (" + fmt_mm(cpu_delta_pct, "%+.0f%%") + ")"],
     ]))
     out.append("")
+    h.summary["start cpu vs mini"] = cpu_vs_mini
+    h.summary["start cpu ms"] = [x["cpu_us"] / 1000 for x in res[lazy6]]
+    h.summary["start cpu delta"] = (cpu_delta, cpu_delta_pct, n)
     h.summary["start vs mini"] = vs_mini
     h.summary["start ms"] = [x["reply_us"] / 1000 for x in res[lazy6]]
-    h.summary["start delta"] = (delta, delta_pct, h.set_counts()[-1])
+    h.summary["start delta"] = (delta, delta_pct, n)
     return out
 
 
@@ -765,9 +809,7 @@ def targets_table(h):
     rows = []
 
     def add(figure, key, fmt, target, issue):
-        if isinstance(key, tuple) and key not in s:
-            return
-        if not isinstance(key, tuple) and key not in s:
+        if key not in s:
             return
         v = s[key]
         rows.append([figure, issue, fmt_mm(v, fmt) if isinstance(v, list) else fmt % v, target])
@@ -801,6 +843,33 @@ def targets_table(h):
                      "%+.0f%%" % s["burst"], "≤ −82%"])
         rows.append(["(same, lazy never unloading)", "", "%+.0f%%" % s["burst never"], ""])
     return table(["figure", "issue 9 said", "this run", "target"], rows)
+
+
+def cpu_table(h):
+    """The same comparisons in CPU time, which a busy machine hardly moves:
+    lower is better for lmmsd here."""
+    s = h.summary
+    rows = []
+    for pl in ("unpinned", "one CPU"):
+        for mode in ("16 conns", "1 conn, depth 32"):
+            for floor in ("echo floor", "mini-rpc", "redis GET"):
+                k = ("cpu", pl, mode, floor)
+                if k in s:
+                    rows.append(["server CPU per reply, %s, %s: lmmsd `echo.ping` / %s"
+                                 % (mode, pl, floor), fmt_mm(s[k], "%.2f×")])
+    if ("cpu us", "one CPU") in s:
+        rows.append(["server CPU per reply, depth 32, one CPU: lmmsd `echo.ping`, mini-rpc"
+                     " (issue 9: 0.47 µs, 0.33 µs)",
+                     fmt_mm(s[("cpu us", "one CPU")], "%.2f µs") + ", "
+                     + fmt_mm(s[("cpu us mini", "one CPU")], "%.2f µs")])
+    if "start cpu vs mini" in s:
+        rows.append(["CPU by the first reply, lmmsd (6 modules, lazy) / mini-rpc",
+                     fmt_mm(s["start cpu vs mini"], "%.2f×") + " ("
+                     + fmt_mm(s["start cpu ms"], "%.2f ms") + ")"])
+        delta, pct, n = s["start cpu delta"]
+        rows.append(["CPU by the first reply, %d modules − 6 modules (lazy)" % n,
+                     fmt_mm(delta, "%+.2f ms") + " (" + fmt_mm(pct, "%+.0f%%") + ")"])
+    return table(["figure, in CPU time (lower is better for lmmsd)", "this run"], rows)
 
 
 def machine(h):
@@ -898,6 +967,7 @@ def main():
     finally:
         h.cleanup()
     took = time.monotonic() - t_start
+    env.append("- load average at the end: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
 
     cmd = "/usr/bin/python3 bench/run.py %s%s%s%s" % (
         os.path.relpath(build, ROOT) if build.is_relative_to(ROOT) else build,
@@ -911,7 +981,11 @@ def main():
         doc += ["Synthetic modules (bench/synmods.py): code + rodata of the %d weight variants"
                 " %s KiB; init allocates and touches 1 MiB; every third links libz." %
                 (len(sizes), ", ".join("%.0f" % x for x in sizes)), ""]
-    doc += ["## Issue 9's targets", "", targets_table(h), ""]
+    doc += ["## Issue 9's targets", "", targets_table(h), "",
+            "The same comparisons in CPU time: the time the server ran (all its threads,"
+            " from schedstat) per reply, or until its first reply. A busy machine stretches"
+            " wall-clock figures but hardly moves these, so they are the ones to compare"
+            " across runs:", "", cpu_table(h), ""]
     doc += sections
     doc += ["## Commands", "",
             "Every distinct command the run executed. `$TMP` is its temporary directory;"
