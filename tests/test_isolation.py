@@ -13,7 +13,7 @@ import time
 import pytest
 
 import lmms
-from conftest import make_module_dir, mapped, mod, wait_for
+from conftest import make_module_dir, mapped, mod, under_asan, wait_for
 
 # A worker is lmmsd itself: under ASan a segfault would become an ASan report
 # and an abort, and a worker the daemon kills has no leak check to pass.
@@ -89,7 +89,12 @@ def test_crashes_cost_an_error_never_the_daemon(daemon, tmp_path):
         st = c.stats()
         assert st["module_crashes"] >= 5 and st["worker_spawns"] >= 5, st
         assert c.call("echo.ping", "still") == ["still"]
-    assert p.p99_ms() < 10.0
+    assert p.p99_ms() < p99_bound(d)
+
+
+def p99_bound(d):
+    """The issue's 10 ms; an ASan build runs several times slower."""
+    return 50.0 if under_asan(d.pid) else 10.0
 
 
 def call_ok(c, method, *params):
@@ -127,7 +132,7 @@ def test_a_hung_call_costs_one_worker(daemon, tmp_path):
         wait_for(lambda: not alive(pid), "the hung worker killed")
         assert error_of(c, "fault-hang.hang_blocking")[0] in ("timeout", "load_failed")
         wait_for(lambda: call_ok(c, "fault-hang.ping"), "a new worker")
-    assert p.p99_ms() < 10.0
+    assert p.p99_ms() < p99_bound(d)
 
 
 def test_a_slow_init_stalls_nobody(daemon, tmp_path):
