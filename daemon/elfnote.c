@@ -16,6 +16,7 @@
 #include <lmms/lmms-module.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -195,4 +196,70 @@ elf_isolation elfnote_isolation(const char *path)
 		pos += len + 1;
 	}
 	return mode;
+}
+
+/* ---- what makes a module unsafe to dlclose, read from its symbols ---- */
+
+#define DYN_MAX (4u << 20) /* .dynsym/.dynstr read at most */
+
+/*
+ * glibc unmaps a dlclosed object even when code of it can still run later:
+ * a thread it started, a thread-specific-data destructor it registered (run
+ * when any thread exits), a C++ thread_local destructor. And it never unmaps
+ * one with GNU_UNIQUE symbols, which the RTLD_NOLOAD check after dlclose
+ * would only notice once fini had already run. A module's own dynamic symbol
+ * table shows all of these: what it imports, and how its symbols bind.
+ */
+int elfnote_unload_hazard(const char *path, char *why, size_t n)
+{
+	static const struct {
+		const char *sym, *what;
+	} imports[] = {
+		{ "pthread_create", "it starts threads (imports pthread_create)" },
+		{ "pthread_key_create", "it registers thread-specific-data destructors (imports pthread_key_create)" },
+		{ "__cxa_thread_atexit_impl", "it registers thread_local destructors" },
+		{ "__cxa_thread_atexit", "it registers thread_local destructors" },
+	};
+	Elf64_Sym *syms = NULL;
+	char *str = NULL;
+	int nsym, nstr, r = 0;
+
+	syms = malloc(DYN_MAX);
+	str = malloc(DYN_MAX);
+	if (!syms || !str) {
+		r = -ENOMEM;
+		goto out;
+	}
+	nsym = elfnote_read_section(path, ".dynsym", syms, DYN_MAX);
+	nstr = elfnote_read_section(path, ".dynstr", str, DYN_MAX);
+	if (nsym <= 0 || nstr <= 0)
+		goto out; /* nothing to judge by: no hazard known */
+	for (size_t i = 0; i < (size_t)nsym / sizeof(Elf64_Sym); i++) {
+		const Elf64_Sym *s = &syms[i];
+		const char *name;
+
+		if (s->st_name >= (Elf64_Word)nstr)
+			continue;
+		name = str + s->st_name;
+		if (!memchr(name, '\0', (size_t)nstr - s->st_name))
+			continue;
+		if (ELF64_ST_BIND(s->st_info) == STB_GNU_UNIQUE && s->st_shndx != SHN_UNDEF) {
+			snprintf(why, n, "it defines GNU unique symbols (%.40s), which glibc never unloads",
+				 name);
+			r = 1;
+			goto out;
+		}
+		if (s->st_shndx != SHN_UNDEF)
+			continue;
+		for (size_t k = 0; k < sizeof(imports) / sizeof(imports[0]); k++)
+			if (strcmp(name, imports[k].sym) == 0) {
+				snprintf(why, n, "%s", imports[k].what);
+				r = 1;
+				goto out;
+			}
+	}
+out:
+	free(syms);
+	free(str);
+	return r;
 }

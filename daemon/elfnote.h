@@ -32,4 +32,12 @@ int elfnote_read_section(const char *path, const char *name, void *buf, size_t n
 /* The isolation the module file at path declares; NONE on any doubt. */
 elf_isolation elfnote_isolation(const char *path);
 
+/*
+ * Would dlclosing this module leave code of it to run later, or not unmap it
+ * at all? 1 with the reason in why (threads, thread-specific destructors,
+ * thread_local destructors, GNU unique symbols), 0 when nothing shows, or a
+ * negative errno. Read from the file's dynamic symbols, without loading it.
+ */
+int elfnote_unload_hazard(const char *path, char *why, size_t n);
+
 #endif

@@ -257,7 +257,7 @@ void registry_fini(registry *r)
 		/* A call the stop gave up on still runs its code: leave the
 		 * module mapped, initialised and allocated for the exit. A
 		 * tainted module's fini is not the code it was loaded with. */
-		if (m->refs || m->tainted) {
+		if (m->refs || m->tainted || m->unsafe_unload) {
 			abandoned = true;
 			continue;
 		}
@@ -987,6 +987,14 @@ int registry_load(registry *r, module *m)
 	}
 	if (!was_pinned && module_find_nodelete(handle, m->pinned_by, sizeof(m->pinned_by)))
 		was_pinned = true; /* mapped for good from here on, whatever dlclose says */
+	/* The in-process safety net: a module whose code could run after a
+	 * dlclose (its threads, its TLS destructors) or that glibc would not
+	 * unmap (GNU unique symbols) stays loaded, pinned with the reason,
+	 * rather than crash the daemon later. isolation = process frees it. */
+	if (!was_pinned && elfnote_unload_hazard(m->path, m->pinned_by, sizeof(m->pinned_by)) == 1) {
+		was_pinned = true;
+		m->unsafe_unload = true;
+	}
 	rc = module_desc_load(handle, m->name, &m->desc, m->error, sizeof(m->error));
 	if (rc < 0)
 		goto fail_close;

@@ -114,7 +114,8 @@ struct module {
 	uint64_t retry_at_ms; /* FAILED: no new attempt before */
 	uint64_t backoff_ms;
 	char error[MODULE_ERROR_MAX]; /* last load failure */
-	char pinned_by[64]; /* PINNED: the nodelete object, or why glibc kept it */
+	char pinned_by[160]; /* PINNED: the nodelete object, or why it must stay */
+	bool unsafe_unload; /* dlclose would leave code of it to run: never finalised */
 	char unload_trigger[64]; /* who asked for the last unload: "sweep (idle 31s)", ... */
 	uint64_t crashes; /* process isolation: worker deaths while loaded */
 	watch_stamp stamp; /* the file as it was loaded */

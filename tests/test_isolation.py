@@ -171,3 +171,35 @@ def test_heavy_modules_ask_for_their_own_process(daemon):
         assert m["isolation"] == "process" and m["pid"] > 0
         assert not mapped(d.pid, "text")
         assert mod(c, "echo")["isolation"] == "inproc"
+
+
+# ---- in process: the safety net ----
+
+
+@pytest.mark.parametrize("name, call, why", [
+    ("fault-thread", ("fault-thread.start",), "starts threads"),
+    ("fault-tls", ("fault-tls.set",), "destructors"),
+    ("fault-unique", ("fault-unique.count",), "unique symbols"),
+])
+def test_inproc_modules_unsafe_to_unload_stay_pinned(daemon, tmp_path, name, call, why):
+    """In process, a module that starts a thread, registers a TLS destructor
+    or defines GNU unique symbols would crash the daemon after a dlclose (or
+    never be unmapped): it is kept loaded, pinned with the reason, and the
+    daemon stops cleanly."""
+    src = os.environ.get("LMMS_TEST_MODULE_DIR", "")
+    if not os.path.exists(os.path.join(src, name + ".so")):
+        pytest.skip("%s was not built (no C++ compiler?)" % name)
+    mods = make_module_dir(tmp_path, name)
+    d = daemon("--module-dir", str(mods), "--set", "lugs.grace_period=0",
+               "--set", "lugs.sweep_interval=50ms", "--set", "module.%s.isolation=inproc" % name)
+    with d.client() as c:
+        c.call(*call)
+        m = mod(c, name)
+        assert m["isolation"] == "inproc"
+        assert m["state"] == "pinned" and why in m["pinned_by"], m
+        code, msg = error_of(c, "lmms.unload", name, True)
+        assert code == "busy" and why in msg, msg
+        time.sleep(0.3)  # several sweeps: none touches it
+        c.call(*call)
+        assert mod(c, name)["state"] == "pinned"
+    assert d.stop() == 0
