@@ -575,6 +575,39 @@ const char *module_desc_op_doc(const lmms_module_desc *d, const lmms_op *o)
 	return d->op_size >= offsetof(lmms_op, doc) + sizeof(o->doc) ? o->doc : NULL;
 }
 
+/* A new op of m named name, known from now on (ops are never forgotten, so
+ * their metrics and the cache survive unloads). */
+static int module_add_op(registry *r, module *m, const char *name, op_info **out)
+{
+	op_info **ops;
+	op_info *op;
+
+	if (m->n_ops >= MODULE_MAX_OPS)
+		return -ENOSPC; /* only a module growing across reloads gets here */
+	ops = realloc(m->ops, (m->n_ops + 1) * sizeof(*ops));
+	if (!ops)
+		return -ENOMEM;
+	m->ops = ops;
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	if (asprintf(&op->method, "%s.%s", m->name, name) < 0) {
+		free(op);
+		return -ENOMEM;
+	}
+	op->method_len = (uint32_t)strlen(op->method);
+	op->name = op->method + m->name_len + 1;
+	op->mod = m;
+	if (hmap_put(&r->ops, op->method, op->method_len, op) < 0) {
+		free(op->method);
+		free(op);
+		return -ENOMEM;
+	}
+	m->ops[m->n_ops++] = op;
+	*out = op;
+	return 0;
+}
+
 static op_info *module_op_by_name(module *m, const char *name)
 {
 	for (uint32_t i = 0; i < m->n_ops; i++)
@@ -599,30 +632,10 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 		op_info *op = module_op_by_name(m, o->name);
 
 		if (!op) {
-			op_info **ops;
+			int rc = module_add_op(r, m, o->name, &op);
 
-			if (m->n_ops >= MODULE_MAX_OPS)
-				return -ENOSPC; /* only a module growing across reloads gets here */
-			ops = realloc(m->ops, (m->n_ops + 1) * sizeof(*ops));
-			if (!ops)
-				return -ENOMEM;
-			m->ops = ops;
-			op = calloc(1, sizeof(*op));
-			if (!op)
-				return -ENOMEM;
-			if (asprintf(&op->method, "%s.%s", m->name, o->name) < 0) {
-				free(op);
-				return -ENOMEM;
-			}
-			op->method_len = (uint32_t)strlen(op->method);
-			op->name = op->method + m->name_len + 1;
-			op->mod = m;
-			if (hmap_put(&r->ops, op->method, op->method_len, op) < 0) {
-				free(op->method);
-				free(op);
-				return -ENOMEM;
-			}
-			m->ops[m->n_ops++] = op;
+			if (rc < 0)
+				return rc;
 		}
 		op->gone = false;
 		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
@@ -700,27 +713,10 @@ static int module_learn_worker_ops(registry *r, module *m, const worker_desc *d)
 		op_info *op = module_op_by_name(m, o->name);
 
 		if (!op) {
-			op_info **ops = realloc(m->ops, (m->n_ops + 1) * sizeof(*ops));
+			int rc = module_add_op(r, m, o->name, &op);
 
-			if (!ops)
-				return -ENOMEM;
-			m->ops = ops;
-			op = calloc(1, sizeof(*op));
-			if (!op)
-				return -ENOMEM;
-			if (asprintf(&op->method, "%s.%s", m->name, o->name) < 0) {
-				free(op);
-				return -ENOMEM;
-			}
-			op->method_len = (uint32_t)strlen(op->method);
-			op->name = op->method + m->name_len + 1;
-			op->mod = m;
-			if (hmap_put(&r->ops, op->method, op->method_len, op) < 0) {
-				free(op->method);
-				free(op);
-				return -ENOMEM;
-			}
-			m->ops[m->n_ops++] = op;
+			if (rc < 0)
+				return rc;
 		}
 		op->gone = false;
 		op->fn = NULL; /* never called here: through the worker */
