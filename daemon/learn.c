@@ -188,6 +188,8 @@ static void on_save_timer(uv_timer_t *t)
  * first request or stayed quiet for LEARN_PRELOAD_QUIET_MS: a preload never
  * stands between a client and its first reply.
  */
+static void learn_watch_start(learn *l);
+
 static void on_preload_timer(uv_timer_t *t)
 {
 	learn *l = t->data;
@@ -195,12 +197,18 @@ static void on_preload_timer(uv_timer_t *t)
 	module *m;
 	const char *name;
 
-	if (d->shutting_down || l->preload_next >= l->n_preload) {
+	if (d->shutting_down) {
 		uv_timer_stop(t);
 		return;
 	}
 	if (!d->dp.st.requests_total && uv_now(d->loop) - l->ready_ms < LEARN_PRELOAD_QUIET_MS)
 		return;
+	if (!l->watch_started)
+		learn_watch_start(l);
+	if (l->preload_next >= l->n_preload || !d->cfg.ligs.preload_hot || d->eager) {
+		uv_timer_stop(t);
+		return;
+	}
 	name = l->preload[l->preload_next++];
 	m = registry_find(&d->reg, name, strlen(name));
 	if (m && !module_callable(m)) {
@@ -331,8 +339,6 @@ void learn_start(learn *l)
 		if (l->heat_path[0])
 			uv_timer_start(&l->save_timer, on_save_timer, LEARN_SAVE_INTERVAL_MS,
 				       LEARN_SAVE_INTERVAL_MS);
-		if (l->n_preload && d->cfg.ligs.preload_hot && !d->eager)
-			uv_timer_start(&l->preload_timer, on_preload_timer, 0, 10);
 	}
 	if (d->cfg.lugs.pressure == 0 && !d->eager) {
 		r = pressure_start(&l->psi, NULL, on_pressure, l);
@@ -345,15 +351,26 @@ void learn_start(learn *l)
 			log_warn("memory pressure: not watched: %s", pressure_strerror(r));
 		}
 	}
+	/* the watcher lists the directory: not before the first answer */
+	if (l->timers_open)
+		uv_timer_start(&l->preload_timer, on_preload_timer, 0, 10);
+}
+
+static void learn_watch_start(learn *l)
+{
+	lmmsd *d = l->d;
+	int r;
+
+	l->watch_started = true;
 	r = watch_start(&l->w, d->reg.dir, NULL, on_watch, l);
 	if (r == 0) {
 		l->watch_on = true;
 		log_info("watching %s: modules installed, replaced or removed take effect at once",
 			 d->reg.dir);
-	}
-	else
+	} else {
 		log_warn("module directory %s: not watched for changes: %s", d->reg.dir,
 			 strerror(-r));
+	}
 }
 
 void learn_stop(learn *l)

@@ -6,9 +6,10 @@
  * grace lives with LUGS itself (grace.c, lifecycle.c).
  *
  * Nothing here runs before the daemon answers: the saved heat is read at
- * start (one small file), but modules are preloaded only once the first
- * request was answered or the daemon stayed quiet for a while, and the
- * directory watcher and the pressure trigger are armed after READY.
+ * start (one small file), but modules are preloaded, and the directory
+ * watcher (which lists the directory) armed, only once the first request
+ * was answered or the daemon stayed quiet for a while. The pressure trigger
+ * is armed after READY (one open and one write).
  */
 #ifndef LMMS_LEARN_H
 #define LMMS_LEARN_H
@@ -54,7 +55,7 @@ typedef struct learn {
 	pressure psi;
 	bool psi_on;
 	watch w;
-	bool watch_on;
+	bool watch_on, watch_started;
 } learn;
 
 void learn_init(learn *l, struct lmmsd *d);
