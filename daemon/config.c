@@ -51,6 +51,16 @@
 #define CONFIG_MAX_DROPINS 256
 #define CONFIG_VALUE_MAX 4096 /* longest value text we print or accept */
 
+/*
+ * What Debian's libinih carries, so what config_print may write: a line of
+ * INI_MAX_LINE bytes with room for "\r\n" and NUL (ctx_read_line refuses a
+ * longer one), and a section name of 49 bytes between '[' and ']' (its
+ * MAX_SECTION, private to ini.c: a longer name is cut without a word).
+ */
+#define CONFIG_LINE_MAX (INI_MAX_LINE - 3)
+#define CONFIG_SECTION_MAX 49
+#define MODULE_SECTION_PREFIX "module "
+
 typedef enum key_type {
 	KT_DURATION, /* uint64_t milliseconds */
 	KT_SIZE, /* uint32_t or uint64_t bytes (width) */
@@ -134,7 +144,7 @@ static const key_def config_keys[] = {
 
 	K("lugs", grace_period, KT_DURATION, lugs.grace_period_ms, 0, 7 * MS_DAY, true, "30s"),
 	K("lugs", sweep_interval, KT_DURATION, lugs.sweep_interval_ms, 10, MS_HOUR, true, "5s"),
-	K("lugs", min_resident, KT_UINT, lugs.min_resident, 0, 4096, true, "8"),
+	K("lugs", min_resident, KT_UINT, lugs.min_resident, 0, 4096, true, "0"),
 	K("lugs", keep_while_cached, KT_BOOL, lugs.keep_while_cached, 0, 0, true, "true"),
 	K("lugs", grace_max, KT_DURATION, lugs.grace_max_ms, 0, 7 * MS_DAY, true, "10m"),
 	KC("lugs", pressure, lugs.pressure, pressure_names, "auto"),
@@ -879,6 +889,12 @@ static int module_get(config *c, const char *name, config_module **out, char *er
 				name);
 			return -EINVAL;
 		}
+		if (strlen(MODULE_SECTION_PREFIX) + strlen(name) > CONFIG_SECTION_MAX) {
+			err_set(err, errlen,
+				"[module %s]: the name is too long for a section (at most %zu characters)",
+				name, CONFIG_SECTION_MAX - strlen(MODULE_SECTION_PREFIX));
+			return -ENAMETOOLONG;
+		}
 		if (c->n_modules == CONFIG_MAX_MODULES) {
 			err_set(err, errlen, "[module %s]: more than %d module sections", name,
 				CONFIG_MAX_MODULES);
@@ -923,6 +939,12 @@ static int module_setting_set(config *c, uint16_t module, const char *key, const
 			CONFIG_SETTING_VALUE_MAX - 1);
 		return -ENAMETOOLONG;
 	}
+	if (!string_value_ok(value)) {
+		err_set(err, errlen,
+			"[module %s] %s: \"%s\" has control characters, surrounding blanks or \" ;\"",
+			mname, key, value);
+		return -EINVAL;
+	}
 	for (uint32_t i = 0; i < c->n_settings; i++)
 		if (c->settings[i].module == module && strcmp(c->settings[i].key, key) == 0)
 			s = &c->settings[i];
@@ -932,11 +954,23 @@ static int module_setting_set(config *c, uint16_t module, const char *key, const
 				key, CONFIG_MAX_SETTINGS);
 			return -E2BIG;
 		}
-		s = &c->settings[c->n_settings++];
+		uint32_t at = c->n_settings;
+
+		/* grouped by module in module order, as config_print writes them,
+		 * so its output loads back to the same array */
+		while (at > 0 && c->settings[at - 1].module > module)
+			at--;
+		memmove(&c->settings[at + 1], &c->settings[at],
+			(c->n_settings - at) * sizeof(c->settings[0]));
+		c->n_settings++;
+		s = &c->settings[at];
+		memset(s, 0, sizeof(*s));
 		s->module = module;
 		snprintf(s->key, sizeof(s->key), "%s", key);
 	}
-	snprintf(s->value, sizeof(s->value), "%s", value);
+	/* zero-filled, so equal configurations compare equal bytewise */
+	memset(s->value, 0, sizeof(s->value));
+	memcpy(s->value, value, strlen(value));
 	return 0;
 }
 
@@ -961,6 +995,38 @@ size_t config_module_settings(const config *c, const char *name,
  * Set section/key to value: the one entry point the file parser and --set
  * share. Messages carry no origin; callers add it.
  */
+/*
+ * config_print writes "key = value" (value as formatted), and inih must read
+ * that line back: a value set by --set, or a list that prints wider than it
+ * was written, may not fit.
+ */
+static int line_fits(const char *sec, const char *key, const char *printed, char *err,
+		     size_t errlen)
+{
+	size_t n = strlen(key) + strlen(" = ") + strlen(printed);
+
+	if (n <= CONFIG_LINE_MAX)
+		return 0;
+	err_set(err, errlen,
+		"[%s] %s: value is too long for one configuration line (\"%s = ...\" would take "
+		"%zu characters, at most %d)",
+		sec, key, key, n, CONFIG_LINE_MAX);
+	return -ENAMETOOLONG;
+}
+
+/* key_apply, then the check that the key still prints on one line. */
+static int key_apply_printable(void *base, const key_def *k, const char *sec, const char *value,
+			       char *err, size_t errlen)
+{
+	char printed[CONFIG_VALUE_MAX + 64];
+	int r = key_apply(base, k, sec, value, err, errlen);
+
+	if (r < 0)
+		return r;
+	key_format(base, k, printed, sizeof(printed));
+	return line_fits(sec, k->key, printed, err, errlen);
+}
+
 static int config_assign(config *c, const char *section, const char *key, const char *value,
 			 char *err, size_t errlen)
 {
@@ -976,11 +1042,15 @@ static int config_assign(config *c, const char *section, const char *key, const 
 		r = module_get(c, mname, &m, err, errlen);
 		if (r < 0)
 			return r;
-		if (!k)
+		snprintf(sec, sizeof(sec), MODULE_SECTION_PREFIX "%s", mname);
+		if (!k) {
+			r = line_fits(sec, key, value, err, errlen);
+			if (r < 0)
+				return r;
 			return module_setting_set(c, (uint16_t)(m - c->modules), key, value, err,
 						  errlen);
-		snprintf(sec, sizeof(sec), "module %s", mname);
-		r = key_apply(m, k, sec, value, err, errlen);
+		}
+		r = key_apply_printable(m, k, sec, value, err, errlen);
 		if (r < 0)
 			return r;
 		if (k->type == KT_DURATION)
@@ -996,7 +1066,7 @@ static int config_assign(config *c, const char *section, const char *key, const 
 		err_set(err, errlen, "[%s]: unknown key \"%s\"", section, key);
 		return -ENOENT;
 	}
-	return key_apply(c, k, section, value, err, errlen);
+	return key_apply_printable(c, k, section, value, err, errlen);
 }
 
 /* --- public API --------------------------------------------------------- */
@@ -1102,8 +1172,6 @@ typedef struct parse_ctx {
 	int err_code;
 	char *err;
 	size_t errlen;
-	char *line; /* getline buffer */
-	size_t line_cap;
 } parse_ctx;
 
 static void ctx_fail(parse_ctx *ctx, int code)
@@ -1124,6 +1192,12 @@ static int ctx_check_header(parse_ctx *ctx, const char *l)
 
 	if (!end)
 		return 0; /* inih reports the syntax error */
+	if ((size_t)(end - (l + 1)) > CONFIG_SECTION_MAX) {
+		err_set(ctx->err, ctx->errlen,
+			"section name is too long (at most %d characters between [ and ])",
+			CONFIG_SECTION_MAX);
+		return -ENAMETOOLONG;
+	}
 	l = skip_space(l + 1);
 	len = (size_t)(end - l);
 	while (len && isspace((unsigned char)l[len - 1]))
@@ -1150,44 +1224,63 @@ static int ctx_check_header(parse_ctx *ctx, const char *l)
 }
 
 /*
- * fgets-like reader for inih. Leading blanks are dropped so an indented
- * line is never taken for a continuation of the previous value; a line
- * longer than inih's buffer is an error rather than two lines.
+ * fgets-like reader for inih, and the only code that sees the file's bytes:
+ * inih gets a sanitized line or nothing. It reads straight into inih's
+ * buffer and never writes more than fits, whatever the line holds.
+ *  - Leading blanks are dropped, so an indented line is never taken for a
+ *    continuation of the previous value.
+ *  - A line longer than inih's buffer is an error rather than two lines.
+ *  - A CR is accepted only as part of a CRLF line ending (and is dropped);
+ *    anywhere else it is an error, as is a NUL byte: neither can be meant.
+ * The line ending itself is not handed on: inih strips trailing blanks.
  */
 static char *ctx_read_line(char *str, int num, void *stream)
 {
 	parse_ctx *ctx = stream;
-	ssize_t n;
-	const char *l;
-	size_t len;
+	size_t n = 0, max;
+	int ch;
 
-	if (ctx->err_line)
+	if (ctx->err_line || num < 4)
 		return NULL; /* stop at the first error */
-	n = getline(&ctx->line, &ctx->line_cap, ctx->f);
-	if (n < 0)
+	/* the limit inih's own fgets path would have: text, "\r\n" and NUL */
+	max = (size_t)num - 3;
+	ch = getc(ctx->f);
+	if (ch == EOF)
 		return NULL;
 	ctx->lineno++;
-	if (memchr(ctx->line, '\0', (size_t)n)) {
-		err_set(ctx->err, ctx->errlen, "NUL byte in line");
-		ctx_fail(ctx, -EINVAL);
-		return NULL;
+	while (ch == ' ' || ch == '\t' || ch == '\f' || ch == '\v')
+		ch = getc(ctx->f);
+	for (; ch != EOF && ch != '\n'; ch = getc(ctx->f)) {
+		if (ch == '\r') {
+			ch = getc(ctx->f);
+			if (ch == '\n' || ch == EOF)
+				break;
+			err_set(ctx->err, ctx->errlen,
+				"carriage return inside the line (only CRLF line endings are accepted)");
+			ctx_fail(ctx, -EINVAL);
+			return NULL;
+		}
+		if (ch == '\0') {
+			err_set(ctx->err, ctx->errlen, "NUL byte in line");
+			ctx_fail(ctx, -EINVAL);
+			return NULL;
+		}
+		if (n == max) {
+			err_set(ctx->err, ctx->errlen, "line is too long (at most %zu characters)",
+				max);
+			ctx_fail(ctx, -ENAMETOOLONG);
+			return NULL;
+		}
+		str[n++] = (char)ch;
 	}
-	l = skip_space(ctx->line);
-	len = strlen(l);
-	/* inih needs room for "\r\n\0" after the text */
-	if (num < 4 || strcspn(l, "\r\n") > (size_t)num - 3) {
-		err_set(ctx->err, ctx->errlen, "line is too long (at most %d characters)", num - 3);
-		ctx_fail(ctx, -ENAMETOOLONG);
-		return NULL;
-	}
-	if (*l == '[') {
-		int r = ctx_check_header(ctx, l);
+	str[n] = '\0';
+	if (*str == '[') {
+		int r = ctx_check_header(ctx, str);
 		if (r < 0) {
 			ctx_fail(ctx, r);
 			return NULL;
 		}
 	}
-	memcpy(str, l, len + 1);
 	return str;
 }
 
@@ -1250,7 +1343,6 @@ static int config_parse_file(config *c, const char *path, bool must_exist, char 
 		r = -ENOMEM;
 	}
 out:
-	free(ctx.line);
 	fclose(ctx.f);
 	return r;
 }
@@ -1392,10 +1484,15 @@ static void print_one(void *ud, const char *section, const char *key, const char
 		snprintf(p->section, sizeof(p->section), "%s", section);
 		p->started = true;
 	}
-	if (value[0])
-		fprintf(p->f, "%s = %s\n", key, value);
-	else
+	/* inih ends a value at a ';' that follows a blank (an inline comment),
+	 * and "key = " is such a blank: a value starting with ';' must hug the
+	 * '=' to be read back. string_value_ok keeps " ;" out of the rest. */
+	if (!value[0])
 		fprintf(p->f, "%s =\n", key);
+	else if (value[0] == ';')
+		fprintf(p->f, "%s =%s\n", key, value);
+	else
+		fprintf(p->f, "%s = %s\n", key, value);
 }
 
 void config_print(const config *c, FILE *f)

@@ -406,17 +406,19 @@ static void lmmsd_close_handles(lmmsd *d)
 		(uv_handle_t *)&d->sig_term, (uv_handle_t *)&d->sig_hup,
 	};
 
-	/* Closing a signal handle restores the default action, which would
-	 * kill us with a repeated SIGTERM during the bounded cleanup that is
-	 * all a stop has left to do: ignore them from here on instead. */
-	if (d->shutting_down && (d->handles & (H_SIGINT | H_SIGTERM))) {
-		signal(SIGINT, SIG_IGN);
-		signal(SIGTERM, SIG_IGN);
-	}
+	bool stop_signals = d->shutting_down && (d->handles & (H_SIGINT | H_SIGTERM));
+
 	for (size_t i = 0; i < ARRAY_SIZE(hs); i++)
 		if (d->handles & (1u << i))
 			uv_close(hs[i], NULL);
 	d->handles = 0;
+	/* Closing a signal handle restores the default action (libuv does it
+	 * in uv_close), which would kill us with a repeated SIGTERM during the
+	 * bounded cleanup that is all a stop has left to do: ignore them. */
+	if (stop_signals) {
+		signal(SIGINT, SIG_IGN);
+		signal(SIGTERM, SIG_IGN);
+	}
 	if (d->srv_open)
 		server_close(&d->srv);
 	notify_fini(&d->nt);

@@ -345,8 +345,11 @@ void learn_start(learn *l)
 		}
 	}
 	r = watch_start(&l->w, d->reg.dir, NULL, on_watch, l);
-	if (r == 0)
+	if (r == 0) {
 		l->watch_on = true;
+		log_info("watching %s: modules installed, replaced or removed take effect at once",
+			 d->reg.dir);
+	}
 	else
 		log_warn("module directory %s: not watched for changes: %s", d->reg.dir,
 			 strerror(-r));

@@ -75,12 +75,8 @@ int64_t rss_bytes(void)
 	return (int64_t)resident * sysconf(_SC_PAGESIZE);
 }
 
-static bool op_name_valid(const char *s)
+static bool op_name_chars_ok(const char *s, size_t n)
 {
-	size_t n = strnlen(s, OP_NAME_MAX + 1);
-
-	if (n == 0 || n > OP_NAME_MAX)
-		return false;
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 
@@ -91,6 +87,57 @@ static bool op_name_valid(const char *s)
 	return true;
 }
 
+/*
+ * The method "<module>.<op>" must pass proto_method_split, which refuses ".."
+ * and a trailing dot, and a module name never holds a dot: an op name that
+ * starts or ends with a dot, or holds "..", could never be called.
+ */
+static const char *op_name_dot_problem(const char *s, size_t n)
+{
+	if (s[0] == '.')
+		return "starts with a dot";
+	if (s[n - 1] == '.')
+		return "ends with a dot";
+	if (memmem(s, n, "..", 2))
+		return "holds \"..\"";
+	return NULL;
+}
+
+/* Check op i's name and function; on failure m->error says which and why. */
+static int op_check(module *m, uint32_t i, const lmms_op *o)
+{
+	const char *why;
+	size_t n;
+
+	if (!o->name) {
+		snprintf(m->error, sizeof(m->error), "op %u has no name", i);
+		return -ENOEXEC;
+	}
+	n = strnlen(o->name, OP_NAME_MAX + 1);
+	if (n == 0 || n > OP_NAME_MAX) {
+		snprintf(m->error, sizeof(m->error), "op %u name is empty or longer than %d bytes",
+			 i, OP_NAME_MAX);
+		return -ENOEXEC;
+	}
+	/* the name is not printed: it may hold anything */
+	if (!op_name_chars_ok(o->name, n)) {
+		snprintf(m->error, sizeof(m->error),
+			 "op %u name has a byte other than A-Z a-z 0-9 _ - .", i);
+		return -ENOEXEC;
+	}
+	why = op_name_dot_problem(o->name, n);
+	if (why) {
+		snprintf(m->error, sizeof(m->error),
+			 "op %u name \"%s\" %s: its method \"%s.%s\" could never be called", i,
+			 o->name, why, m->name, o->name);
+		return -ENOEXEC;
+	}
+	if (!o->fn) {
+		snprintf(m->error, sizeof(m->error), "op %u \"%s\" has no function", i, o->name);
+		return -ENOEXEC;
+	}
+	return 0;
+}
 
 static void module_resolve_config(module *m);
 
@@ -472,11 +519,10 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 	for (uint32_t i = 0; i < d->n_ops; i++) {
 		const lmms_op *o = (const lmms_op *)(base + (size_t)i * d->op_size);
 
-		if (!o->name || !op_name_valid(o->name) || !o->fn) {
-			snprintf(m->error, sizeof(m->error), "op %u has no valid name or function",
-				 i);
-			return -ENOEXEC;
-		}
+		int rc = op_check(m, i, o);
+
+		if (rc < 0)
+			return rc;
 		for (uint32_t j = 0; j < i; j++)
 			if (!strcmp(((const lmms_op *)(base + (size_t)j * d->op_size))->name,
 				    o->name)) {

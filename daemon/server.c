@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,6 +147,11 @@ void conn_flush(conn *c)
 		c->write_stalled_since_ms = 0;
 		if (c->fatal || (c->eof && c->inflight == 0 && !c->backlog))
 			conn_close(c);
+		else if (c->backlog || !c->reading)
+			/* The output cap may have stopped reading or processing;
+			 * no write callback will come to resume them, so ask for
+			 * another pass here. */
+			conn_process(c);
 		return;
 	}
 	if (r < 0 && r != UV_EAGAIN) {
@@ -271,6 +277,19 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init(c->ibuf + c->ilen, (unsigned)want);
 }
 
+/* At EOF: did the peer close for good, or only shut down its sending side?
+ * A Unix socket whose peer is gone reports POLLHUP. */
+static bool conn_peer_gone(conn *c)
+{
+	struct pollfd p = { .events = POLLOUT };
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0)
+		return true;
+	p.fd = fd;
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR));
+}
+
 static void conn_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
 	conn *c = st->data;
@@ -280,8 +299,14 @@ static void conn_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 		if (n != UV_EOF)
 			log_debug("connection %llu: read: %s", (unsigned long long)c->id,
 				  uv_strerror((int)n));
-		/* The peer is gone or half-closed: answer what it sent, then close. */
 		conn_stop_reading(c);
+		if (n != UV_EOF || conn_peer_gone(c)) {
+			/* Nobody can read an answer: drop the connection now, so
+			 * what it queued is cancelled before it starts. */
+			conn_close(c);
+			return;
+		}
+		/* Half-closed (shutdown(SHUT_WR)): answer what it sent, then close. */
 		c->eof = true;
 		conn_process(c);
 		return;

@@ -43,8 +43,8 @@ static void teardown(void)
 	tu_rmtree(tmpdir);
 }
 
-/* Write text to tmpdir/name; returns the full path (static buffer per call site). */
-static const char *write_file(const char *name, const char *text)
+/* Write n bytes to tmpdir/name; returns the full path (one of 8 static buffers). */
+static const char *write_bytes(const char *name, const void *data, size_t n)
 {
 	static char paths[8][PATH_MAX];
 	static int next;
@@ -54,9 +54,14 @@ static const char *write_file(const char *name, const char *text)
 	snprintf(p, PATH_MAX, "%s/%s", tmpdir, name);
 	f = fopen(p, "w");
 	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fputs(text, f) >= 0, 1);
+	ck_assert_uint_eq(fwrite(data, 1, n, f), n);
 	ck_assert_int_eq(fclose(f), 0);
 	return p;
+}
+
+static const char *write_file(const char *name, const char *text)
+{
+	return write_bytes(name, text, strlen(text));
 }
 
 static void make_dir(const char *name)
@@ -225,7 +230,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg.ligs.retry_backoff_max_ms, 60000);
 	ck_assert_uint_eq(cfg.lugs.grace_period_ms, 30000);
 	ck_assert_uint_eq(cfg.lugs.sweep_interval_ms, 5000);
-	ck_assert_uint_eq(cfg.lugs.min_resident, 8);
+	ck_assert_uint_eq(cfg.lugs.min_resident, 0);
 	ck_assert(cfg.lugs.keep_while_cached);
 	ck_assert_uint_eq(cfg.zafp.warm, 5);
 	ck_assert_uint_eq(cfg.zafp.hot, 20);
@@ -393,7 +398,7 @@ START_TEST(test_errors)
 	expect_error("[module a/b]\n", -EINVAL, "not a valid module name");
 	expect_error("[module "
 		     "a123456789012345678901234567890123456789012345678901234567890123]\n",
-		     -EINVAL, "not a valid module name");
+		     -ENAMETOOLONG, "bad.conf:1: section name is too long");
 	expect_error("[ligs]\npreload = hash, ../x\n", -EINVAL,
 		     "[ligs] preload: \"../x\" is not a valid module name");
 	expect_error("[ligs]\npreload = hash hash\n", -EINVAL, "\"hash\" is listed twice");
@@ -416,6 +421,77 @@ START_TEST(test_errors)
 	memcpy(longline, "[ligs]\nmodule_dir = /", 21);
 	memcpy(longline + sizeof(longline) - 2, "\n", 2);
 	expect_error(longline, -ENAMETOOLONG, "bad.conf:2: line is too long");
+}
+END_TEST
+
+/*
+ * Regression: a CR followed by ~200 more bytes made the line reader check
+ * the length only up to the CR and then copy the whole line into inih's
+ * 200-byte stack buffer, smashing libinih's stack (--check-config, start-up
+ * and SIGHUP reload all crashed). This is the file that crashed them.
+ */
+START_TEST(test_cr_overflow)
+{
+	char text[512];
+	int n = snprintf(text, sizeof(text), "[server]\nsocket = x\r");
+
+	memset(text + n, 'A', 250);
+	memcpy(text + n + 250, "\n", 2);
+	expect_error(text, -EINVAL, "bad.conf:2: carriage return inside the line");
+
+	/* the length is measured over the whole line, CR or no CR */
+	memset(text, 'x', sizeof(text));
+	memcpy(text, "[server]\n# ", 11);
+	memcpy(text + 300, "\r\n", 3);
+	expect_error(text, -ENAMETOOLONG, "bad.conf:2: line is too long");
+
+	/* a bare CR is refused even in a short line: inih would keep it in the value */
+	expect_error("[server]\nsocket = /a\rb\n", -EINVAL, "bad.conf:2: carriage return");
+	expect_error("[server]\r\n\r[ligs]\n", -EINVAL, "bad.conf:2: carriage return");
+}
+END_TEST
+
+/* CRLF files (edited elsewhere) still load, and the limits are exact. */
+START_TEST(test_line_endings_and_length)
+{
+	char text[1024];
+	const char *p;
+
+	p = write_file("crlf.conf", "[server]\r\nmax_depth = 3\r\n\r\n[lugs]\r\nmin_resident = 2\r");
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 3);
+	ck_assert_uint_eq(cfg.lugs.min_resident, 2);
+
+	/* 197 characters is inih's limit (its 200-byte buffer less "\r\n\0") */
+	memset(text, '#', sizeof(text));
+	memcpy(text, "[server]\n", 9);
+	memcpy(text + 9 + 197, "\r\nmax_depth = 4\n", 17);
+	p = write_file("edge.conf", text);
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 4);
+	memset(text, '#', sizeof(text));
+	memcpy(text, "[server]\n", 9);
+	memcpy(text + 9 + 198, "\n", 2);
+	expect_error(text, -ENAMETOOLONG, "bad.conf:2: line is too long (at most 197 characters)");
+
+	/* indentation is dropped before the limit applies */
+	memset(text, ' ', sizeof(text));
+	memcpy(text, "[server]\n", 9);
+	memcpy(text + 600, "max_depth = 5\n", 15);
+	p = write_file("indent.conf", text);
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 5);
+
+	/* a form feed is no continuation marker either */
+	p = write_file("ff.conf", "[server]\nmax_depth = 6\n\fmax_inflight = 7\n");
+	ck_assert_msg(load(p, NULL, 0) == 0, "%s", err);
+	ck_assert_uint_eq(cfg.server.max_depth, 6);
+	ck_assert_uint_eq(cfg.server.max_inflight, 7);
+
+	static const char nul[] = "[server]\nmax_depth = 6\0 7\n";
+	p = write_bytes("nul.conf", nul, sizeof(nul) - 1);
+	ck_assert_int_eq(load(p, NULL, 0), -EINVAL);
+	ck_assert_msg(strstr(err, "nul.conf:2: NUL byte in line"), "%s", err);
 }
 END_TEST
 
@@ -677,6 +753,126 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+/*
+ * Regression: "socket = ;x" is read back by inih as an empty value (a ';'
+ * after a blank opens an inline comment), so --check-config's output of a
+ * value starting with ';' did not load back to the same configuration.
+ */
+START_TEST(test_round_trip_semicolon)
+{
+	static const char *const values[] = { ";x", ";", ";;a;b", "a;b", "#x", "=x" };
+	config *back = calloc(1, sizeof(*back));
+
+	ck_assert_ptr_nonnull(back);
+	for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		char set[64];
+		const char *ov[] = { set };
+		char *text;
+
+		snprintf(set, sizeof(set), "server.socket=%s", values[i]);
+		ck_assert_msg(load(write_file("empty.conf", ""), ov, 1) == 0, "%s", err);
+		ck_assert_str_eq(cfg.server.socket, values[i]);
+		text = print_to_string(&cfg);
+		ck_assert_msg(config_load(back, write_file("printed.conf", text), NULL, 0, err,
+					  sizeof(err)) == 0,
+			      "%s\n%s", err, text);
+		ck_assert_msg(strcmp(back->server.socket, values[i]) == 0,
+			      "socket \"%s\" came back as \"%s\" from:\n%s", values[i],
+			      back->server.socket, text);
+		ck_assert_int_eq(memcmp(back, &cfg, sizeof(cfg)), 0);
+		free(text);
+	}
+	/* and what a person writes the ordinary way is still a comment */
+	ck_assert_msg(load(write_file("c.conf", "[server]\nsocket = ;x\n"), NULL, 0) == 0, "%s",
+		      err);
+	ck_assert_str_eq(cfg.server.socket, "");
+	free(back);
+}
+END_TEST
+
+/* Load from the empty file with overrides, print, load that: same struct. */
+static void round_trip_ok(const char *const *ov, size_t n)
+{
+	config *back = calloc(1, sizeof(*back));
+	char *text;
+
+	ck_assert_ptr_nonnull(back);
+	ck_assert_msg(load(write_file("empty.conf", ""), ov, n) == 0, "%s", err);
+	text = print_to_string(&cfg);
+	ck_assert_msg(config_load(back, write_file("printed.conf", text), NULL, 0, err,
+				  sizeof(err)) == 0,
+		      "%s\n%s", err, text);
+	ck_assert_msg(memcmp(back, &cfg, sizeof(cfg)) == 0, "loads back differently:\n%s", text);
+	free(text);
+	free(back);
+}
+
+static void expect_set_error(const char *assignment, int code, const char *want)
+{
+	const char *ov[] = { assignment };
+	int r = load(write_file("empty.conf", ""), ov, 1);
+
+	ck_assert_msg(r == code, "%s: expected %d, got %d (%s)", assignment, code, r, err);
+	ck_assert_msg(strstr(err, want), "%s: message \"%s\" lacks \"%s\"", assignment, err, want);
+}
+
+/*
+ * Regressions found by tests/fuzz/fuzz-config: configurations that loaded
+ * but whose --check-config output did not load back the same. inih cuts a
+ * section name at 49 bytes without a word, so "[module <47 bytes>]" came
+ * back as another module; a value set by --set printed on a line longer
+ * than inih reads; a module's own setting kept the tail of a longer earlier
+ * value behind its NUL and took " ;" and control characters as they came.
+ */
+START_TEST(test_round_trip_what_inih_cannot_carry)
+{
+	char set[600], name[64];
+
+	/* the fuzzer's input, minimized: a module name too long for its section */
+	expect_set_error("module.sqlimax_messagesweep_interval_byte4294967295ste.policy=core",
+			 -ENAMETOOLONG, "the name is too long for a section (at most 42 characters)");
+	expect_error("[module sqlimax_messagesweep_interval_byte4294967295ste]\npolicy = core\n",
+		     -ENAMETOOLONG, "bad.conf:1: section name is too long");
+	memset(name, 'm', 42);
+	name[42] = '\0';
+	snprintf(set, sizeof(set), "module.%s.policy=core", name);
+	round_trip_ok((const char *[]){ set }, 1);
+
+	/* a value too long for one printed line */
+	memset(set, 0, sizeof(set));
+	memcpy(set, "ligs.module_dir=/", 17);
+	memset(set + 17, 'd', 300);
+	expect_set_error(set, -ENAMETOOLONG,
+			 "[ligs] module_dir: value is too long for one configuration line");
+	memset(set, 0, sizeof(set));
+	memcpy(set, "module.sqlite.path=/", 20);
+	memset(set + 20, 'p', 190);
+	expect_set_error(set, -ENAMETOOLONG, "[module sqlite] path: value is too long");
+	/* a list that prints wider than it was written */
+	memset(set, 0, sizeof(set));
+	memcpy(set, "[ligs]\npreload = ", 17);
+	for (int i = 0; i < 60; i++) /* 189 characters written, 248 printed */
+		snprintf(set + strlen(set), sizeof(set) - strlen(set), "%s%c%c", i ? "," : "",
+			 'a' + i % 26, 'a' + i / 26);
+	strcat(set, "\n");
+	expect_error(set, -ENAMETOOLONG, "[ligs] preload: value is too long for one");
+	/* the longest value that fits still round-trips */
+	memset(set, 0, sizeof(set));
+	memcpy(set, "ligs.module_dir=/", 17);
+	memset(set + 17, 'd', 197 - strlen("module_dir = /"));
+	round_trip_ok((const char *[]){ set }, 1);
+
+	/* module settings: the rules of string values, and no stale tail */
+	expect_set_error("module.sqlite.path=a ;b", -EINVAL, "has control characters");
+	expect_set_error("module.sqlite.path=a\tb", -EINVAL, "has control characters");
+	round_trip_ok((const char *[]){ "module.sqlite.path=/a/long/path/first",
+					"module.sqlite.path=;short" },
+		      2);
+	ck_assert_uint_eq(cfg.n_settings, 1);
+	ck_assert_str_eq(cfg.settings[0].value, ";short");
+}
+END_TEST
+
 START_TEST(test_diff_restart_only)
 {
 	config *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
@@ -764,6 +960,25 @@ static void collect_setting(void *ud, const char *key, const char *value)
 	strcat(out, ";");
 }
 
+/*
+ * Regression (fuzz-config): settings of modules whose sections come back
+ * again ([module a] x, [module b] y, [module a] z) were kept in the order
+ * read, while --check-config prints them grouped by module, so the printed
+ * configuration loaded back to a different array.
+ */
+START_TEST(test_round_trip_settings_order)
+{
+	static const char *const ov[] = { "module.a.x=1", "module.b.y=2", "module.a.z=3",
+					  "module.b.w=4", "module.a.x=5" };
+	char got[256] = "";
+
+	round_trip_ok(ov, sizeof(ov) / sizeof(ov[0]));
+	ck_assert_uint_eq(config_module_settings(&cfg, "a", collect_setting, got), 2);
+	ck_assert_uint_eq(config_module_settings(&cfg, "b", collect_setting, got), 2);
+	ck_assert_str_eq(got, "x=5;z=3;y=2;w=4;");
+}
+END_TEST
+
 /* Keys of [module NAME] the daemon does not use are the module's own
  * settings (DESIGN.md §3): kept per module, in order, shown by config_visit,
  * and settable with --set module.NAME.key=value. */
@@ -810,12 +1025,17 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_missing_files);
 	tcase_add_test(tc, test_file_values);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_cr_overflow);
+	tcase_add_test(tc, test_line_endings_and_length);
 	tcase_add_test(tc, test_limits_edges);
 	tcase_add_test(tc, test_precedence);
 	tcase_add_test(tc, test_dropins_without_main);
 	tcase_add_test(tc, test_set);
 	tcase_add_test(tc, test_module_settings);
 	tcase_add_test(tc, test_round_trip);
+	tcase_add_test(tc, test_round_trip_semicolon);
+	tcase_add_test(tc, test_round_trip_what_inih_cannot_carry);
+	tcase_add_test(tc, test_round_trip_settings_order);
 	tcase_add_test(tc, test_diff_restart_only);
 	tcase_add_test(tc, test_template);
 	suite_add_tcase(s, tc);

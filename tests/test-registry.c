@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "proto.h"
 #include "registry.h"
 #include "util.h" /* the tests' own: it includes the daemon's */
 
@@ -352,6 +353,71 @@ START_TEST(noentry_fails)
 }
 END_TEST
 
+/*
+ * Regression: op names with "..", or a leading or trailing dot, loaded but
+ * could never be called ("opname..x" fails the protocol's name check). They
+ * are refused at load now, each with a reason saying what is wrong.
+ */
+START_TEST(unreachable_op_names_refused)
+{
+	static const struct {
+		const char *name, *want;
+	} bad[] = {
+		{ "..", "op 1 name \"..\" starts with a dot" },
+		{ ".hidden",
+		  "op 1 name \".hidden\" starts with a dot: its method \"opname..hidden\" could "
+		  "never be called" },
+		{ "trailing.", "op 1 name \"trailing.\" ends with a dot" },
+		{ "a..b", "op 1 name \"a..b\" holds \"..\"" },
+		{ "a/b", "op 1 name has a byte other than A-Z a-z 0-9 _ - ." },
+		{ "tab\there", "op 1 name has a byte other than" },
+		{ "", "op 1 name is empty or longer than 63 bytes" },
+		{ "x123456789012345678901234567890123456789012345678901234567890123",
+		  "op 1 name is empty or longer than 63 bytes" },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(setenv("LMMS_TEST_OP_NAME", bad[i].name, 1), 0);
+		check_load_fails("opname", -ENOEXEC, bad[i].want);
+	}
+	ck_assert_int_eq(unsetenv("LMMS_TEST_OP_NAME"), 0);
+}
+END_TEST
+
+/* Inner dots are fine: "opname.a.b" splits at the first dot into opname, a.b. */
+START_TEST(dotted_op_names_load)
+{
+	static const char *const good[] = {
+		"a.b", "x.y.z", "_-.9",
+		"x12345678901234567890123456789012345678901234567890123456789012",
+	};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		char method[128];
+		registry r;
+		module *m;
+		op_info *op;
+
+		ck_assert_int_eq(setenv("LMMS_TEST_OP_NAME", good[i], 1), 0);
+		add_module("opname");
+		ck_assert_int_eq(registry_init(&r, tmpdir, &cfg), 0);
+		m = find(&r, "opname");
+		ck_assert_ptr_nonnull(m);
+		ck_assert_msg(registry_load(&r, m) == 0, "%s: %s", good[i], m->error);
+		snprintf(method, sizeof(method), "opname.%s", good[i]);
+		/* what a client sends gets through the protocol's check */
+		ck_assert_int_eq(proto_method_split(method, strlen(method), NULL, NULL, NULL, NULL),
+				 0);
+		op = find_op(&r, method);
+		ck_assert_ptr_nonnull(op);
+		ck_assert_ptr_nonnull(op->fn);
+		ck_assert_str_eq(op->name, good[i]);
+		registry_fini(&r);
+	}
+	ck_assert_int_eq(unsetenv("LMMS_TEST_OP_NAME"), 0);
+}
+END_TEST
+
 START_TEST(backoff_is_capped)
 {
 	registry r;
@@ -493,6 +559,8 @@ static Suite *registry_suite(void)
 	tcase_add_test(tc, badabi_fails);
 	tcase_add_test(tc, badinit_fails);
 	tcase_add_test(tc, noentry_fails);
+	tcase_add_test(tc, unreachable_op_names_refused);
+	tcase_add_test(tc, dotted_op_names_load);
 	tcase_add_test(tc, backoff_is_capped);
 	tcase_add_test(tc, unsafe_permissions_refused);
 	tcase_add_test(tc, module_added_later_is_found);
