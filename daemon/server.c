@@ -346,10 +346,6 @@ static void conn_process(conn *c)
 	do {
 		c->again = false;
 		conn_process_once(c);
-		/* the flush sent everything at once while whole requests wait
-		 * behind the output cap: no write callback will resume them */
-		if (!c->closing && c->backlog && conn_can_take_more(c))
-			c->again = true;
 	} while (c->again && !c->closing);
 	c->in_process = false;
 	conn_unref(c);
