@@ -373,7 +373,7 @@ START_TEST(shed_skips_grace_and_minimum_only)
 	module *busy = load("echo"), *fresh = load("oldabi"), *core = load("zstd"),
 	       *cached = load("json");
 
-	ck_assert_uint_ge(h.cfg.lugs.min_resident, 4);
+	h.cfg.lugs.min_resident = 4; /* all four: the minimum does not count here */
 	busy->refs = 1;
 	core->policy = POLICY_CORE;
 	cached->cache_deps = 1;
