@@ -128,7 +128,7 @@ static void pack_module(lmmsd *d, reply *out, const module *m)
 	reply_kv_i64(out, "reclaimed_bytes", m->reclaimed_bytes);
 	reply_kv_u64(out, "ops", m->n_ops);
 	reply_kv_u64(out, "hot_ops", m->hot_ops);
-	reply_kv_str(out, "version", m->desc.version && m->handle ? m->desc.version : "");
+	reply_kv_str(out, "version", m->version && module_resident(m) ? m->version : "");
 	reply_kv_u64(out, "load_failures", m->load_failures);
 	reply_kv_str(out, "error", m->error);
 	reply_kv_str(out, "pinned_by", m->pinned_by);

@@ -292,6 +292,7 @@ int lmmsd_init(lmmsd *d, uv_loop_t *loop)
 	d->reg.on_unload = on_module_unload;
 	d->reg.on_released = on_module_released;
 	d->reg.on_residency = on_residency;
+	d->reg.loop = loop;
 	d->reg.ud = d;
 	heat_init(&d->heat, &d->cfg);
 	d->heat_open = true;
@@ -412,6 +413,9 @@ static void lmmsd_close_handles(lmmsd *d)
 		if (d->handles & (1u << i))
 			uv_close(hs[i], NULL);
 	d->handles = 0;
+	/* isolated modules: each worker finishes, runs fini and exits */
+	if (d->reg_open)
+		registry_stop_workers(&d->reg);
 	/* Closing a signal handle restores the default action (libuv does it
 	 * in uv_close), which would kill us with a repeated SIGTERM during the
 	 * bounded cleanup that is all a stop has left to do: ignore them. */

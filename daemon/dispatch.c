@@ -410,9 +410,109 @@ static void run_inline(dispatch *dp, conn *c, const proto_request *r, op_info *o
 	module_unref(m);
 }
 
+/* ---- isolated modules: the call goes to the module's worker ---- */
+
+/* A call sent to a worker. Keeps the method and params for the cache key. */
+typedef struct wcall {
+	worker_req req;
+	dispatch *dp;
+	conn *c;
+	module *m;
+	uint32_t msgid;
+	bool notify, loaded;
+	uint32_t method_len;
+	size_t params_len;
+	char data[]; /* method, then params */
+} wcall;
+
+static void wcall_done(worker_req *req, proto_err e, const char *msg, const char *result,
+		       size_t len, uint64_t ns)
+{
+	wcall *wc = container_of(req, wcall, req);
+	dispatch *dp = wc->dp;
+	conn *c = wc->c;
+	const char *params = wc->data + wc->method_len;
+	/* learned by now if the worker had to start first */
+	op_info *op = registry_find_op(dp->reg, wc->data, wc->method_len);
+	uint64_t now = uv_now(dp->loop);
+
+	module_touch(wc->m, now);
+	if (e == PROTO_OK) {
+		if (!wc->notify && !c->closing)
+			conn_reply_raw(c, wc->msgid, result, len);
+		if (op && (op->flags & LMMS_OP_PURE))
+			cache_store(dp, c, op, params, wc->params_len, result, len, op_ttl_ms(dp, op),
+				    false, now);
+	} else {
+		if (!c->closing)
+			dispatch_reply_error(dp, c, wc->msgid, wc->notify, e, "%s", msg);
+		else
+			dp->st.errors_total++;
+		if (op) {
+			op->heat.errors++;
+			if (e == PROTO_E_MODULE_ERROR && (op->flags & LMMS_OP_PURE))
+				cache_store(dp, c, op, params, wc->params_len, msg, strlen(msg),
+					    dp->cfg->cache.negative_ttl_ms, true, now);
+		}
+	}
+	if (op)
+		heat_record_weighted(dp->heat, op, ns, 1, now);
+	if (dp->on_event)
+		emit_method(dp, c, wc->data, wc->method_len, PATH_WORKER, wc->loaded, ns,
+			    e == PROTO_OK ? len : 0, e);
+	module_unref(wc->m);
+	free(wc);
+	conn_request_done(c);
+}
+
+static void run_worker(dispatch *dp, conn *c, const proto_request *r, module *m, bool loaded)
+{
+	size_t mlen = m->name_len + 1;
+	wcall *wc = malloc(sizeof(*wc) + r->method_len + r->params_len);
+	int rc;
+
+	if (!wc) {
+		reply_error(dp, c, r, PROTO_E_INTERNAL, "out of memory");
+		return;
+	}
+	memset(wc, 0, sizeof(*wc));
+	wc->dp = dp;
+	wc->c = c;
+	wc->m = m;
+	wc->msgid = r->msgid;
+	wc->notify = r->notify;
+	wc->loaded = loaded;
+	wc->method_len = r->method_len;
+	wc->params_len = r->params_len;
+	memcpy(wc->data, r->method, r->method_len);
+	memcpy(wc->data + r->method_len, r->params, r->params_len);
+	rc = worker_call(m->w, &wc->req, r->method + mlen, r->method_len - mlen, r->params,
+			 r->params_len, wcall_done);
+	if (rc < 0) {
+		free(wc);
+		if (rc == -EBUSY)
+			reply_error(dp, c, r, PROTO_E_BUSY, "module %s: its worker has too much queued",
+				    m->name);
+		else if (rc == -E2BIG)
+			reply_error(dp, c, r, PROTO_E_TOO_LARGE, "params too large for module %s",
+				    m->name);
+		else
+			reply_error(dp, c, r, PROTO_E_BUSY, "module %s: its worker is stopping (%s)",
+				    m->name, strerror(-rc));
+		return;
+	}
+	module_ref(m);
+	module_touch(m, uv_now(dp->loop));
+	conn_request_begin(c);
+}
+
 static void run_op(dispatch *dp, conn *c, const proto_request *r, op_info *op, dispatch_path path,
 		   bool loaded)
 {
+	if (op->mod->isolation == ISOLATION_PROCESS && op->mod->w) {
+		run_worker(dp, c, r, op->mod, loaded);
+		return;
+	}
 	if ((op->flags & LMMS_OP_BLOCKING) ||
 	    (op->blocking_above && r->params_len > op->blocking_above))
 		run_blocking(dp, c, r, op, loaded);
@@ -435,7 +535,8 @@ static void dispatch_builtin(dispatch *dp, conn *c, const proto_request *r)
 
 /* The op for r's method, loading its module if the ops are not known yet.
  * NULL after an error reply. */
-static op_info *dispatch_resolve(dispatch *dp, conn *c, const proto_request *r, bool *loaded)
+static op_info *dispatch_resolve(dispatch *dp, conn *c, const proto_request *r, bool *loaded,
+				 module **starting)
 {
 	const char *mod, *opn;
 	size_t mod_len, op_len;
@@ -457,7 +558,14 @@ static op_info *dispatch_resolve(dispatch *dp, conn *c, const proto_request *r, 
 		return NULL;
 	}
 	if (!m->ops_known) {
-		if (registry_load(dp->reg, m) < 0) {
+		int rc = registry_load(dp->reg, m);
+
+		if (rc == -EINPROGRESS) {
+			/* an isolated module's worker starts: it answers, ops or not */
+			*starting = m;
+			return NULL;
+		}
+		if (rc < 0) {
 			reply_error(dp, c, r, PROTO_E_LOAD_FAILED, "%s: %s", m->name, m->error);
 			return NULL;
 		}
@@ -493,6 +601,7 @@ static bool dispatch_cache(dispatch *dp, conn *c, const proto_request *r, op_inf
 static void dispatch_request(dispatch *dp, conn *c, const proto_request *r)
 {
 	uint64_t now = uv_now(dp->loop);
+	module *starting = NULL;
 	bool loaded = false;
 	fastpath *fp;
 	op_info *op;
@@ -527,9 +636,12 @@ static void dispatch_request(dispatch *dp, conn *c, const proto_request *r)
 		return;
 	}
 
-	op = dispatch_resolve(dp, c, r, &loaded);
-	if (!op)
+	op = dispatch_resolve(dp, c, r, &loaded, &starting);
+	if (!op) {
+		if (starting)
+			run_worker(dp, c, r, starting, true);
 		return;
+	}
 	m = op->mod;
 	if (op->gone) {
 		reply_error(dp, c, r, PROTO_E_NO_SUCH_METHOD, "module %s no longer has \"%s\"",
@@ -543,6 +655,10 @@ static void dispatch_request(dispatch *dp, conn *c, const proto_request *r)
 
 	if (!module_callable(m)) {
 		rc = registry_load(dp->reg, m);
+		if (rc == -EINPROGRESS) {
+			run_worker(dp, c, r, m, true);
+			return;
+		}
 		if (rc < 0) {
 			if (rc == -EBUSY)
 				reply_error(dp, c, r, PROTO_E_BUSY, "module %s is being unloaded",
@@ -554,7 +670,7 @@ static void dispatch_request(dispatch *dp, conn *c, const proto_request *r)
 		}
 		loaded = true;
 	}
-	if (!op->fn) {
+	if (!op->fn && m->isolation != ISOLATION_PROCESS) {
 		reply_error(dp, c, r, PROTO_E_NO_SUCH_METHOD, "module %s no longer has \"%s\"",
 			    m->name, op->name);
 		return;

@@ -252,7 +252,7 @@ static void on_watch(void *ud, const watch_event *ev)
 			log_info("module %s installed: callable now", m->name);
 		break;
 	case WATCH_MODIFIED_IN_PLACE:
-		if (m && m->handle && !m->tainted &&
+		if (m && m->handle && !m->tainted && m->isolation != ISOLATION_PROCESS &&
 		    watch_file_check(0, m->path, &m->stamp) == WATCH_FILE_MODIFIED) {
 			registry_taint(&d->reg, m);
 			break;
@@ -260,16 +260,17 @@ static void on_watch(void *ud, const watch_event *ev)
 		/* not mapped here: as good as a replacement */
 		/* fallthrough */
 	case WATCH_REPLACED:
-		if (!m || !m->handle || m->tainted)
+		if (!m || !module_has_code(m) || m->tainted)
 			break;
 		m->reload_pending = true;
-		if (!m->refs)
+		/* an isolated module needs no pause: its old worker drains */
+		if (!m->refs || m->isolation == ISOLATION_PROCESS)
 			registry_reload(&d->reg, m);
 		break;
 	case WATCH_REMOVED:
 		if (!m) {
 			/* a name never loaded: nothing to do */
-		} else if (m->handle && !m->refs) {
+		} else if (module_has_code(m) && !m->refs) {
 			lugs_check which;
 			const char *reason;
 

@@ -96,7 +96,7 @@ int lugs_try_unload(lugs *l, module *m, bool force, lugs_check *which, const cha
 	int r;
 
 	*reason = NULL;
-	if (!m->handle)
+	if (!module_has_code(m))
 		return m->state == MOD_PINNED ? 1 : 0;
 	if (m->state == MOD_PINNED) {
 		*which = LUGS_PROTECTED;
@@ -140,7 +140,7 @@ void lugs_sweep(lugs *l)
 			grace_drift(&m->adapt, now, m->grace_ms);
 			continue;
 		}
-		if (m->state != MOD_LOADED || !m->handle)
+		if (m->state != MOD_LOADED || !module_has_code(m))
 			continue;
 		/* checks 1-4 here; 5 below, in LRU order, as each unload
 		 * lowers the resident count */
@@ -182,7 +182,7 @@ uint32_t lugs_shed(lugs *l, const char *trigger)
 	for (uint32_t i = 0; i < l->reg->n_mods; i++) {
 		module *m = l->reg->mods[i];
 
-		if (m->state != MOD_LOADED || !m->handle)
+		if (m->state != MOD_LOADED || !module_has_code(m))
 			continue;
 		/* checks 1-3 only: grace and the minimum are what shedding skips */
 		if (lugs_check_1_to_4(l, m, true, now, &which) < 0) {
@@ -214,7 +214,7 @@ static void lugs_on_feature(uv_timer_t *t)
 	for (uint32_t i = 0; i < l->reg->n_mods; i++) {
 		module *m = l->reg->mods[i];
 
-		if (m->state == MOD_LOADED && m->handle && m->refs == 0 &&
+		if (m->state == MOD_LOADED && module_has_code(m) && m->refs == 0 &&
 		    m->policy == POLICY_FEATURE) {
 			module_set_trigger(m, "feature policy");
 			lugs_try_unload(l, m, false, &which, &reason);

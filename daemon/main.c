@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "lmms-build-config.h"
 #include "log.h"
+#include "worker.h"
 
 static lmmsd daemon_instance;
 
@@ -56,6 +57,9 @@ int main(int argc, char **argv)
 	uv_loop_t *loop;
 	int opt, r, listen_fd;
 
+	/* lmmsd re-executed as the worker of an isolated module (worker.h) */
+	if (argc > 1 && strcmp(argv[1], "--worker") == 0)
+		return worker_main(argc, argv);
 	while ((opt = getopt_long(argc, argv, "s:c:m:h", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':

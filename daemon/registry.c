@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "call.h"
+#include "elfnote.h"
 #include "log.h"
 #include "util.h"
 
@@ -55,14 +56,18 @@ const char *lugs_check_name(lugs_check c)
 	return (unsigned)c < LUGS_CHECK_MAX ? names[c] : "unknown";
 }
 
-int64_t rss_bytes(void)
+int64_t rss_bytes_of(pid_t pid)
 {
-	char buf[128];
+	char path[64], buf[128];
 	long size = 0, resident = 0;
 	ssize_t n;
 	int fd;
 
-	fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+	if (pid)
+		snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/self/statm");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
@@ -73,6 +78,11 @@ int64_t rss_bytes(void)
 	if (sscanf(buf, "%ld %ld", &size, &resident) != 2)
 		return -EIO;
 	return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+int64_t rss_bytes(void)
+{
+	return rss_bytes_of(0);
 }
 
 static bool op_name_chars_ok(const char *s, size_t n)
@@ -103,40 +113,45 @@ static const char *op_name_dot_problem(const char *s, size_t n)
 	return NULL;
 }
 
-/* Check op i's name and function; on failure m->error says which and why. */
-static int op_check(module *m, uint32_t i, const lmms_op *o)
+/* Check op i's name and function of module `name`; on failure err says
+ * which and why. */
+static int op_check(const char *name, uint32_t i, const lmms_op *o, char *err, size_t errlen)
 {
 	const char *why;
 	size_t n;
 
 	if (!o->name) {
-		snprintf(m->error, sizeof(m->error), "op %u has no name", i);
+		snprintf(err, errlen, "op %u has no name", i);
 		return -ENOEXEC;
 	}
 	n = strnlen(o->name, OP_NAME_MAX + 1);
 	if (n == 0 || n > OP_NAME_MAX) {
-		snprintf(m->error, sizeof(m->error), "op %u name is empty or longer than %d bytes",
-			 i, OP_NAME_MAX);
+		snprintf(err, errlen, "op %u name is empty or longer than %d bytes", i, OP_NAME_MAX);
 		return -ENOEXEC;
 	}
 	/* the name is not printed: it may hold anything */
 	if (!op_name_chars_ok(o->name, n)) {
-		snprintf(m->error, sizeof(m->error),
-			 "op %u name has a byte other than A-Z a-z 0-9 _ - .", i);
+		snprintf(err, errlen, "op %u name has a byte other than A-Z a-z 0-9 _ - .", i);
 		return -ENOEXEC;
 	}
 	why = op_name_dot_problem(o->name, n);
 	if (why) {
-		snprintf(m->error, sizeof(m->error),
-			 "op %u name \"%s\" %s: its method \"%s.%s\" could never be called", i,
-			 o->name, why, m->name, o->name);
+		snprintf(err, errlen, "op %u name \"%s\" %s: its method \"%s.%s\" could never be called",
+			 i, o->name, why, name, o->name);
 		return -ENOEXEC;
 	}
 	if (!o->fn) {
-		snprintf(m->error, sizeof(m->error), "op %u \"%s\" has no function", i, o->name);
+		snprintf(err, errlen, "op %u \"%s\" has no function", i, o->name);
 		return -ENOEXEC;
 	}
 	return 0;
+}
+
+bool module_op_name_valid(const char *s)
+{
+	size_t n = strnlen(s, OP_NAME_MAX + 1);
+
+	return n > 0 && n <= OP_NAME_MAX && op_name_chars_ok(s, n) && !op_name_dot_problem(s, n);
 }
 
 static void module_resolve_config(module *m);
@@ -176,6 +191,7 @@ static void module_free(module *m)
 	free(m->ops);
 	free(m->path);
 	free(m->description);
+	free(m->version);
 	call_settings_free(&m->settings);
 	free(m);
 }
@@ -447,8 +463,6 @@ static bool module_find_nodelete(void *handle, char *who, size_t n)
 	return false;
 }
 
-/* Does the module's op table, by its own op_size, reach field f? */
-#define OP_HAS(d, f) ((d)->op_size >= offsetof(lmms_op, f) + sizeof(((lmms_op *)0)->f))
 /* Does the descriptor, by its own size, reach field f? */
 #define DESC_HAS(d, f) \
 	((d)->size >= offsetof(lmms_module_desc, f) + sizeof(((lmms_module_desc *)0)->f))
@@ -490,6 +504,77 @@ static int module_settings_load(module *m)
 	return m->settings_oom ? -ENOMEM : 0;
 }
 
+int module_desc_load(void *handle, const char *name, lmms_module_desc *out, char *err,
+		     size_t errlen)
+{
+	lmms_module_entry_fn entry;
+	const lmms_module_desc *d;
+
+	entry = (lmms_module_entry_fn)dlsym(handle, LMMS_MODULE_ENTRY_NAME);
+	if (!entry) {
+		snprintf(err, errlen, "no %s symbol: not an lmms module", LMMS_MODULE_ENTRY_NAME);
+		return -ENOEXEC;
+	}
+	d = entry();
+	if (!d) {
+		snprintf(err, errlen, "%s returned no descriptor", LMMS_MODULE_ENTRY_NAME);
+		return -ENOEXEC;
+	}
+	if (d->abi_version != LMMS_MODULE_ABI_VERSION) {
+		snprintf(err, errlen, "ABI version %u, daemon speaks %u", d->abi_version,
+			 LMMS_MODULE_ABI_VERSION);
+		return -ENOEXEC;
+	}
+	if (d->size < DESC_MIN_SIZE) {
+		snprintf(err, errlen, "descriptor size %u is below the minimum %zu", d->size,
+			 (size_t)DESC_MIN_SIZE);
+		return -ENOEXEC;
+	}
+	if (!d->name || strcmp(d->name, name) != 0) {
+		snprintf(err, errlen, "descriptor names module \"%.64s\", file is %s.so",
+			 d->name ? d->name : "(null)", name);
+		return -ENOEXEC;
+	}
+	if (d->n_ops > MODULE_MAX_OPS) {
+		snprintf(err, errlen, "declares %u ops (at most %d)", d->n_ops, MODULE_MAX_OPS);
+		return -ENOEXEC;
+	}
+	if (d->n_ops && (!d->ops || d->op_size < OP_MIN_SIZE)) {
+		snprintf(err, errlen, "bad op table (op_size %u)", d->op_size);
+		return -ENOEXEC;
+	}
+	for (uint32_t i = 0; i < d->n_ops; i++) {
+		const lmms_op *o = module_desc_op(d, i);
+
+		int rc = op_check(name, i, o, err, errlen);
+
+		if (rc < 0)
+			return rc;
+		for (uint32_t j = 0; j < i; j++)
+			if (!strcmp(module_desc_op(d, j)->name, o->name)) {
+				snprintf(err, errlen, "op %s declared twice", o->name);
+				return -ENOEXEC;
+			}
+	}
+	/* Read by the module's size: fields it does not know stay zero. */
+	memset(out, 0, sizeof(*out));
+	memcpy(out, d, d->size < sizeof(*out) ? d->size : sizeof(*out));
+	return 0;
+}
+
+uint32_t module_desc_op_blocking_above(const lmms_module_desc *d, const lmms_op *o)
+{
+	/* read by the module's op_size: an older module has no such field */
+	return d->op_size >= offsetof(lmms_op, blocking_above) + sizeof(o->blocking_above)
+		       ? o->blocking_above
+		       : 0;
+}
+
+const char *module_desc_op_doc(const lmms_module_desc *d, const lmms_op *o)
+{
+	return d->op_size >= offsetof(lmms_op, doc) + sizeof(o->doc) ? o->doc : NULL;
+}
+
 static op_info *module_op_by_name(module *m, const char *name)
 {
 	for (uint32_t i = 0; i < m->n_ops; i++)
@@ -499,45 +584,18 @@ static op_info *module_op_by_name(module *m, const char *name)
 }
 
 /*
- * Validate the op table and merge it into what we know. Metrics of ops that
- * still exist are kept across reloads; ops the module stopped declaring are
- * marked gone (calls get no_such_method).
+ * Merge the (checked) op table into what we know. Metrics of ops that still
+ * exist are kept across reloads; ops the module stopped declaring are marked
+ * gone (calls get no_such_method).
  */
 static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 {
-	const char *base = (const char *)d->ops;
-
-	if (d->n_ops > MODULE_MAX_OPS) {
-		snprintf(m->error, sizeof(m->error), "declares %u ops (at most %d)", d->n_ops,
-			 MODULE_MAX_OPS);
-		return -ENOEXEC;
-	}
-	if (d->n_ops && (!d->ops || d->op_size < OP_MIN_SIZE)) {
-		snprintf(m->error, sizeof(m->error), "bad op table (op_size %u)", d->op_size);
-		return -ENOEXEC;
-	}
-	for (uint32_t i = 0; i < d->n_ops; i++) {
-		const lmms_op *o = (const lmms_op *)(base + (size_t)i * d->op_size);
-
-		int rc = op_check(m, i, o);
-
-		if (rc < 0)
-			return rc;
-		for (uint32_t j = 0; j < i; j++)
-			if (!strcmp(((const lmms_op *)(base + (size_t)j * d->op_size))->name,
-				    o->name)) {
-				snprintf(m->error, sizeof(m->error), "op %s declared twice",
-					 o->name);
-				return -ENOEXEC;
-			}
-	}
-
 	for (uint32_t i = 0; i < m->n_ops; i++) {
 		m->ops[i]->fn = NULL;
 		m->ops[i]->gone = true;
 	}
 	for (uint32_t i = 0; i < d->n_ops; i++) {
-		const lmms_op *o = (const lmms_op *)(base + (size_t)i * d->op_size);
+		const lmms_op *o = module_desc_op(d, i);
 		op_info *op = module_op_by_name(m, o->name);
 
 		if (!op) {
@@ -569,9 +627,8 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 		op->gone = false;
 		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
 		op->cache_ttl_ms = o->cache_ttl_ms;
-		/* read by the module's op_size: an older module has no such field */
-		op->blocking_above = OP_HAS(d, blocking_above) ? o->blocking_above : 0;
-		if (op_set_doc(op, OP_HAS(d, doc) ? o->doc : NULL) < 0)
+		op->blocking_above = module_desc_op_blocking_above(d, o);
+		if (op_set_doc(op, module_desc_op_doc(d, o)) < 0)
 			return -ENOMEM;
 	}
 	m->ops_known = true;
@@ -580,14 +637,12 @@ static int module_learn_ops(registry *r, module *m, const lmms_module_desc *d)
 
 static void module_set_ops_callable(module *m, bool on)
 {
-	const char *base = (const char *)m->desc.ops;
-
 	for (uint32_t i = 0; i < m->n_ops; i++)
 		m->ops[i]->fn = NULL;
 	if (!on)
 		return;
 	for (uint32_t i = 0; i < m->desc.n_ops; i++) {
-		const lmms_op *o = (const lmms_op *)(base + (size_t)i * m->desc.op_size);
+		const lmms_op *o = module_desc_op(&m->desc, i);
 		op_info *op = module_op_by_name(m, o->name);
 
 		if (op)
@@ -611,10 +666,282 @@ static void module_load_failed(registry *r, module *m, int err)
 	(void)err;
 }
 
+/* ---- process isolation: a worker per module ---- */
+
+/* [module NAME] isolation, else what the module's file declares (read from
+ * its ELF section, without loading it), else ligs.isolation. */
+static int module_resolve_isolation(registry *r, module *m)
+{
+	int conf = config_module_isolation(r->cfg, m->name);
+
+	if (!r->loop)
+		return ISOLATION_INPROC; /* no loop to run workers on (unit tests) */
+	if (conf == MODULE_ISOLATION_PROCESS)
+		return ISOLATION_PROCESS;
+	if (conf == MODULE_ISOLATION_INPROC)
+		return ISOLATION_INPROC;
+	switch (elfnote_isolation(m->path)) {
+	case ELF_ISOLATION_PROCESS:
+		return ISOLATION_PROCESS;
+	case ELF_ISOLATION_INPROC:
+		return ISOLATION_INPROC;
+	default:
+		return r->cfg->ligs.isolation == ISOLATION_PROCESS ? ISOLATION_PROCESS
+								   : ISOLATION_INPROC;
+	}
+}
+
+static int module_learn_worker_ops(registry *r, module *m, const worker_desc *d)
+{
+	for (uint32_t i = 0; i < m->n_ops; i++)
+		m->ops[i]->gone = true;
+	for (uint32_t i = 0; i < d->n_ops && i < MODULE_MAX_OPS; i++) {
+		const worker_op *o = &d->ops[i];
+		op_info *op = module_op_by_name(m, o->name);
+
+		if (!op) {
+			op_info **ops = realloc(m->ops, (m->n_ops + 1) * sizeof(*ops));
+
+			if (!ops)
+				return -ENOMEM;
+			m->ops = ops;
+			op = calloc(1, sizeof(*op));
+			if (!op)
+				return -ENOMEM;
+			if (asprintf(&op->method, "%s.%s", m->name, o->name) < 0) {
+				free(op);
+				return -ENOMEM;
+			}
+			op->method_len = (uint32_t)strlen(op->method);
+			op->name = op->method + m->name_len + 1;
+			op->mod = m;
+			if (hmap_put(&r->ops, op->method, op->method_len, op) < 0) {
+				free(op->method);
+				free(op);
+				return -ENOMEM;
+			}
+			m->ops[m->n_ops++] = op;
+		}
+		op->gone = false;
+		op->fn = NULL; /* never called here: through the worker */
+		op->flags = o->flags & (LMMS_OP_PURE | LMMS_OP_BLOCKING);
+		op->cache_ttl_ms = o->cache_ttl_ms;
+		op->blocking_above = o->blocking_above;
+		if (op_set_doc(op, o->doc) < 0)
+			return -ENOMEM;
+	}
+	m->ops_known = true;
+	return 0;
+}
+
+static void worker_ready(worker *w, const worker_desc *d)
+{
+	module *m = w->data;
+	registry *r = m->reg;
+
+	if (m->w != w)
+		return;
+	if (module_learn_worker_ops(r, m, d) < 0 || strdup_bounded(&m->description, d->description) < 0 ||
+	    strdup_bounded(&m->version, d->version) < 0) {
+		snprintf(m->error, sizeof(m->error), "out of memory learning its ops");
+		worker_stop(w);
+		return;
+	}
+	for (uint32_t i = 0; i < d->n_unread; i++)
+		log_warn("module %s: setting \"%s\" of [module %s] was never read by the module (a typo?)",
+			 m->name, d->unread[i], m->name);
+	if (!module_resident(m))
+		r->n_resident++;
+	m->state = MOD_LOADED;
+	m->pid = w->pid;
+	m->loads++;
+	r->loads++;
+	m->loaded_ms = m->last_used_ms = now_ms();
+	m->resident_bytes = worker_rss_bytes(w);
+	m->backoff_ms = 0;
+	m->error[0] = '\0';
+	log_info("module %s %s loaded in worker %d (%u ops, %lld KiB resident there, ready in %llu us)",
+		 m->name, m->version, w->pid, m->n_ops, (long long)(m->resident_bytes / 1024),
+		 (unsigned long long)((w->ready_ns - w->spawned_ns) / 1000));
+	if (grace_on_load(&m->adapt, m->loaded_ms, m->grace_ms, r->cfg->lugs.grace_max_ms))
+		r->premature_reloads++;
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
+}
+
+static void worker_failed(worker *w, const char *why)
+{
+	module *m = w->data;
+
+	if (m->w != w)
+		return;
+	snprintf(m->error, sizeof(m->error), "%.240s", why);
+}
+
+static void worker_exited(worker *w, const worker_exit *e)
+{
+	module *m = w->data;
+	registry *r = m->reg;
+	bool current = m->w == w;
+
+	worker_fini(w);
+	free(w);
+	if (!current)
+		return; /* an old worker retired by an unload or a reload */
+	m->w = NULL;
+	m->pid = 0;
+	if (r->on_unload)
+		r->on_unload(r->ud, m); /* no fast path may point at it any more */
+	if (module_resident(m))
+		r->n_resident--;
+	if (e->end == WORKER_END_START_FAILED) {
+		module_load_failed(r, m, -EIO);
+	} else if (e->end == WORKER_END_CRASHED || e->end == WORKER_END_TIMEOUT) {
+		const worker_crash_policy p = {
+			.limit = r->cfg->ligs.crash_limit,
+			.window_ms = r->cfg->ligs.crash_window_ms,
+			.backoff_ms = r->cfg->ligs.retry_backoff_ms,
+			.backoff_max_ms = r->cfg->ligs.retry_backoff_max_ms,
+		};
+		uint32_t recent = worker_crashes_record(&m->crash, &p, now_ms());
+
+		m->crashes++;
+		r->module_crashes++;
+		if (recent >= p.limit) {
+			m->state = MOD_FAILED;
+			m->load_failures++;
+			m->retry_at_ms = m->crash.retry_at_ms;
+			snprintf(m->error, sizeof(m->error),
+				 "quarantined: its worker crashed %u times within %llu s (last: %.120s)",
+				 recent, (unsigned long long)(p.window_ms / 1000), e->reason);
+			log_err("module %s %s", m->name, m->error);
+		} else {
+			m->state = MOD_UNLOADED;
+			log_warn("module %s: its worker %s (%u calls answered module_crashed); respawned on the next call",
+				 m->name, e->reason, e->calls_failed);
+		}
+	} else {
+		m->state = MOD_UNLOADED;
+	}
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
+}
+
+static void module_settings_to_worker(const module *m, worker_setting *out, uint32_t *n)
+{
+	*n = 0;
+	for (uint32_t i = 0; i < m->settings.n && i < WORKER_MAX_SETTINGS; i++) {
+		out[*n].key = m->settings.v[i].key;
+		out[*n].value = m->settings.v[i].value;
+		(*n)++;
+	}
+}
+
+static int module_start_worker(registry *r, module *m)
+{
+	worker_setting settings[WORKER_MAX_SETTINGS];
+	const char *exe = getenv("LMMS_WORKER_EXE");
+	worker_options o;
+	worker *w;
+	int rc;
+
+	if (m->w)
+		return m->w->state == WORKER_READY ? 0 : -EINPROGRESS;
+	if (!worker_crashes_may_spawn(&m->crash, now_ms())) {
+		if (m->state != MOD_FAILED)
+			snprintf(m->error, sizeof(m->error), "its worker crashed: respawned after a backoff");
+		return -EAGAIN;
+	}
+	rc = module_check_file(m);
+	if (rc == 0)
+		rc = module_settings_load(m);
+	if (rc < 0) {
+		module_load_failed(r, m, rc);
+		return rc;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	worker_init(w, r->loop);
+	w->data = m;
+	worker_options_default(&o);
+	if (exe && *exe)
+		o.exe = exe; /* tests: the lmmsd under test, not the test binary */
+	o.module_path = m->path;
+	o.module_name = m->name;
+	module_settings_to_worker(m, settings, &o.n_settings);
+	o.settings = settings;
+	o.log_level = log_get_level();
+	o.threads = r->cfg->server.workers;
+	o.memory_max = config_module_memory_max(r->cfg, m->name);
+	o.call_timeout_ms = r->cfg->server.call_timeout_ms;
+	o.max_message_bytes = r->cfg->server.max_message_bytes;
+	o.max_elements = r->cfg->server.max_elements;
+	o.max_result_bytes = r->cfg->server.max_result_bytes;
+	o.max_buffered_bytes = r->cfg->server.max_output_bytes;
+	o.max_inflight = r->cfg->server.max_calls_per_uid;
+	o.on_ready = worker_ready;
+	o.on_failed = worker_failed;
+	o.on_exit = worker_exited;
+	rc = worker_start(w, &o);
+	if (rc < 0) {
+		worker_fini(w);
+		free(w);
+		snprintf(m->error, sizeof(m->error), "cannot start a worker: %s", strerror(-rc));
+		module_load_failed(r, m, rc);
+		return rc;
+	}
+	m->w = w;
+	r->worker_spawns++;
+	return -EINPROGRESS;
+}
+
+/* Retire m's worker: it finishes what it runs, runs fini and exits; all of
+ * its memory returns with it, whatever its libraries do. */
+static int module_stop_worker(registry *r, module *m, bool with_calls)
+{
+	worker *w = m->w;
+	int64_t rss = w ? worker_rss_bytes(w) : 0;
+
+	if (!w)
+		return 0;
+	/* a replaced module's old worker may retire with calls: it answers
+	 * them before it exits, and new ones already go to the new worker */
+	if (m->refs > 0 && !with_calls)
+		return -EBUSY;
+	m->w = NULL;
+	m->pid = 0;
+	if (r->on_unload)
+		r->on_unload(r->ud, m);
+	worker_stop(w);
+	if (module_resident(m))
+		r->n_resident--;
+	m->state = MOD_UNLOADED;
+	m->unloads++;
+	r->unloads++;
+	m->reclaimed_bytes = rss;
+	r->reclaimed_bytes += rss;
+	log_info("module %s unloaded by %s: its worker ends (%lld KiB returned with it)", m->name,
+		 m->unload_trigger[0] ? m->unload_trigger : "request", (long long)(rss / 1024));
+	if (r->on_residency)
+		r->on_residency(r->ud, m);
+	return 0;
+}
+
+void registry_stop_workers(registry *r)
+{
+	for (uint32_t i = 0; i < r->n_mods; i++) {
+		module *m = r->mods[i];
+
+		/* what it still runs is answered before it exits (or, if it
+		 * must be killed, module_crashed) */
+		if (m->w)
+			worker_stop(m->w);
+	}
+}
+
 int registry_load(registry *r, module *m)
 {
-	const lmms_module_desc *d;
-	lmms_module_entry_fn entry;
 	lmms_call ic;
 	int64_t rss_before, rss_after;
 	bool was_pinned = m->state == MOD_PINNED;
@@ -625,10 +952,16 @@ int registry_load(registry *r, module *m)
 		return -EPERM; /* m->error says why */
 	if (module_callable(m))
 		return 0;
+	if (module_starting(m))
+		return -EINPROGRESS;
 	if (m->unloading)
 		return -EBUSY;
 	if (m->state == MOD_FAILED && now_ms() < m->retry_at_ms)
 		return -EAGAIN;
+	if (!module_resident(m))
+		m->isolation = module_resolve_isolation(r, m);
+	if (m->isolation == ISOLATION_PROCESS)
+		return module_start_worker(r, m);
 
 	rc = module_check_file(m);
 	if (rc < 0)
@@ -646,46 +979,16 @@ int registry_load(registry *r, module *m)
 	}
 	if (!was_pinned && module_find_nodelete(handle, m->pinned_by, sizeof(m->pinned_by)))
 		was_pinned = true; /* mapped for good from here on, whatever dlclose says */
-	entry = (lmms_module_entry_fn)dlsym(handle, LMMS_MODULE_ENTRY_NAME);
-	if (!entry) {
-		snprintf(m->error, sizeof(m->error), "no %s symbol: not an lmms module",
-			 LMMS_MODULE_ENTRY_NAME);
-		rc = -ENOEXEC;
+	rc = module_desc_load(handle, m->name, &m->desc, m->error, sizeof(m->error));
+	if (rc < 0)
 		goto fail_close;
-	}
-	d = entry();
-	if (!d) {
-		snprintf(m->error, sizeof(m->error), "%s returned no descriptor",
-			 LMMS_MODULE_ENTRY_NAME);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	if (d->abi_version != LMMS_MODULE_ABI_VERSION) {
-		snprintf(m->error, sizeof(m->error), "ABI version %u, daemon speaks %u",
-			 d->abi_version, LMMS_MODULE_ABI_VERSION);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	if (d->size < DESC_MIN_SIZE) {
-		snprintf(m->error, sizeof(m->error), "descriptor size %u is below the minimum %zu",
-			 d->size, (size_t)DESC_MIN_SIZE);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	if (!d->name || strcmp(d->name, m->name) != 0) {
-		snprintf(m->error, sizeof(m->error), "descriptor names module \"%.64s\", file is %s.so",
-			 d->name ? d->name : "(null)", m->name);
-		rc = -ENOEXEC;
-		goto fail_close;
-	}
-	/* Read by the module's size: fields it does not know stay zero. */
-	memset(&m->desc, 0, sizeof(m->desc));
-	memcpy(&m->desc, d, d->size < sizeof(m->desc) ? d->size : sizeof(m->desc));
 
 	rc = module_learn_ops(r, m, &m->desc);
 	if (rc == 0)
 		rc = strdup_bounded(&m->description,
 				    DESC_HAS(&m->desc, description) ? m->desc.description : NULL);
+	if (rc == 0)
+		rc = strdup_bounded(&m->version, m->desc.version);
 	if (rc == 0)
 		rc = module_settings_load(m);
 	if (rc < 0) {
@@ -753,6 +1056,14 @@ static int module_unload(registry *r, module *m, bool ask, const char **reason)
 	const char *why = NULL;
 	int64_t rss_before, rss_after;
 	void *again;
+
+	if (m->isolation == ISOLATION_PROCESS) {
+		int rc = module_stop_worker(r, m, false);
+
+		if (rc == -EBUSY && reason)
+			*reason = "operations in flight";
+		return rc;
+	}
 
 	if (!m->handle)
 		return 0;
@@ -837,9 +1148,21 @@ int registry_reload(registry *r, module *m)
 	int rc;
 
 	m->reload_pending = false;
-	if (!m->handle)
+	if (!module_has_code(m))
 		return 0; /* not loaded: its next load takes the new file anyway */
 	module_set_trigger(m, "its file being replaced");
+	if (m->isolation == ISOLATION_PROCESS) {
+		/* Erlang-style: a new worker with the new file takes the new
+		 * calls at once, the old one drains and exits */
+		module_stop_worker(r, m, true);
+		rc = registry_load(r, m);
+		if (rc == -EINPROGRESS || rc == 0) {
+			r->hot_reloads++;
+			log_info("module %s: a new worker runs its new file; the old one drains", m->name);
+			return 0;
+		}
+		return rc;
+	}
 	rc = module_unload(r, m, true, &why);
 	if (rc == -EBUSY) {
 		m->reload_pending = true;

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "call.h"
 #include "config.h"
@@ -26,6 +27,7 @@
 #include "heat.h"
 #include "hmap.h"
 #include "watch.h"
+#include "worker.h"
 
 #define REGISTRY_MAX_MODULES 1024
 #define MODULE_MAX_OPS 256
@@ -118,8 +120,11 @@ struct module {
 	watch_stamp stamp; /* the file as it was loaded */
 	bool reload_pending; /* its file was replaced: reload once no call runs */
 	bool tainted; /* its mapped file was overwritten in place: never called again */
-	int isolation; /* isolation in force (ISOLATION_*) */
+	int isolation; /* isolation in force (ISOLATION_*), decided at each load */
 	pid_t pid; /* process isolation: the worker's, or 0 */
+	worker *w; /* process isolation: the current worker (starting or ready), or NULL */
+	worker_crashes crash; /* process isolation: deaths, backoff, quarantine */
+	char *version; /* of the code loaded last, owned */
 };
 
 struct registry {
@@ -149,6 +154,8 @@ struct registry {
 	void (*on_released)(void *ud, module *m);
 	/* Called after the resident set changed (a load, an unload). */
 	void (*on_residency)(void *ud, module *m);
+	/* The loop workers of isolated modules run on; NULL: everything in process. */
+	uv_loop_t *loop;
 	void *ud;
 };
 
@@ -200,7 +207,9 @@ op_info *registry_find_op(registry *r, const char *method, size_t len);
  * Make m callable. 0 if it is (or became) loaded; otherwise a negative errno
  * with the reason in m->error: -EAGAIN while a failed module waits for its
  * retry, -ENOEXEC for ABI/descriptor problems, -EPERM for unsafe file
- * permissions, -EIO for dlopen or init failures.
+ * permissions, -EIO for dlopen or init failures. For an isolated module
+ * (isolation = process) the load is a worker starting: -EINPROGRESS, and
+ * calls may be sent to it already (module_starting).
  */
 int registry_load(registry *r, module *m);
 
@@ -218,8 +227,26 @@ static inline bool module_resident(const module *m)
 
 static inline bool module_callable(const module *m)
 {
+	if (m->isolation == ISOLATION_PROCESS)
+		return m->w && m->w->state == WORKER_READY && !m->unloading;
 	return m->handle != NULL && !m->unloading && !m->tainted;
 }
+
+/* Is m's code somewhere: mapped here, or in a worker (starting or ready)? */
+static inline bool module_has_code(const module *m)
+{
+	return m->handle != NULL || m->w != NULL;
+}
+
+/* An isolated module whose worker is starting: calls may be sent to it (they
+ * run once its init returned), though its ops may not be known yet. */
+static inline bool module_starting(const module *m)
+{
+	return m->isolation == ISOLATION_PROCESS && m->w && m->w->state == WORKER_STARTING;
+}
+
+/* Stop every worker (shutdown); the loop then runs until they exited. */
+void registry_stop_workers(registry *r);
 
 /* Its file was replaced on disk: unload it and load the new file, now. The
  * caller checked refs == 0. 0 reloaded, 1 the old object is pinned (a restart
@@ -231,5 +258,28 @@ void registry_taint(registry *r, module *m);
 
 /* RSS of this process in bytes, from /proc/self/statm. */
 int64_t rss_bytes(void);
+/* RSS of process pid (0: this one) in bytes, from /proc/PID/statm. */
+int64_t rss_bytes_of(pid_t pid);
+
+/*
+ * The descriptor of a dlopened module, checked the one way both lmmsd and its
+ * workers check it: entry symbol, ABI version, struct size, the name matching
+ * the file's, and a sane op table (count, op_size, valid unique names, a
+ * function each). On success *out is the descriptor read by the module's own
+ * size (zero beyond it). 0, or -ENOEXEC with the reason in err.
+ */
+int module_desc_load(void *handle, const char *name, lmms_module_desc *out, char *err,
+		     size_t errlen);
+/* Op names: [A-Za-z0-9_.-], 1..OP_NAME_MAX bytes. */
+bool module_op_name_valid(const char *s);
+
+/* Op i of a checked descriptor: ops are op_size bytes apart. */
+static inline const lmms_op *module_desc_op(const lmms_module_desc *d, uint32_t i)
+{
+	return (const lmms_op *)((const char *)d->ops + (size_t)i * d->op_size);
+}
+/* Fields appended to lmms_op, read only when the module's op_size covers them. */
+uint32_t module_desc_op_blocking_above(const lmms_module_desc *d, const lmms_op *o);
+const char *module_desc_op_doc(const lmms_module_desc *d, const lmms_op *o); /* NULL if none */
 
 #endif

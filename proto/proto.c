@@ -27,6 +27,7 @@ static const char *const err_names[PROTO_E__MAX] = {
 	[PROTO_E_TOO_LARGE] = "too_large",
 	[PROTO_E_SHUTTING_DOWN] = "shutting_down",
 	[PROTO_E_INTERNAL] = "internal",
+	[PROTO_E_MODULE_CRASHED] = "module_crashed",
 };
 
 const char *proto_err_name(proto_err e)

@@ -43,6 +43,7 @@ typedef enum proto_err {
 	PROTO_E_TOO_LARGE,
 	PROTO_E_SHUTTING_DOWN,
 	PROTO_E_INTERNAL,
+	PROTO_E_MODULE_CRASHED, /* the worker of an isolated module died during the call */
 	PROTO_E__MAX,
 } proto_err;
 

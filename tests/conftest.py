@@ -64,8 +64,10 @@ class Daemon:
         exe = root / LMMSD
         if not exe.exists():
             pytest.fail("%s was not built" % exe)
+        # Memory pressure of the machine running the tests must not make a
+        # daemon shed in the middle of one (the pressure tests turn it on).
         self.argv = [str(exe), "--socket", self.socket,
-                     "--module-dir", str(root / "modules"), *args]
+                     "--module-dir", str(root / "modules"), "--set", "lugs.pressure=off", *args]
         e = dict(os.environ)
         e.pop("LMMS_SOCKET", None)
         e.update(env or {})

@@ -112,7 +112,7 @@ START_TEST(test_err_names)
 	static const char *const names[] = {
 		"no_such_module", "no_such_method", "bad_request", "bad_params",
 		"load_failed", "module_error", "timeout", "denied", "busy", "too_large",
-		"shutting_down", "internal",
+		"shutting_down", "internal", "module_crashed",
 	};
 
 	ck_assert_uint_eq(sizeof(names) / sizeof(names[0]), PROTO_E__MAX - 1);

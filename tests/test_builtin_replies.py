@@ -65,7 +65,8 @@ SEQUENCE = [
 ]
 
 ARGS = ["--set", "lugs.min_resident=0", "--set", "lugs.grace_period=1h",
-        "--set", "zafp.decay_interval=1h", "--set", "lugs.sweep_interval=1h"]
+        "--set", "zafp.decay_interval=1h", "--set", "lugs.sweep_interval=1h",
+        "--set", "lugs.pressure=off"]
 
 
 def tokens(b):

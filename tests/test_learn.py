@@ -115,7 +115,7 @@ def test_trim_is_for_admins_and_lmmsctl_prints_it(daemon):
 def test_pressure_trigger_is_armed_where_the_kernel_offers_psi(daemon):
     if not os.path.exists("/proc/pressure/memory"):
         pytest.skip("no PSI on this kernel")
-    d = daemon()
+    d = daemon("--set", "lugs.pressure=auto")
     wait_for(lambda: "memory pressure: trigger" in d.log() or "memory pressure: not watched" in d.log(),
              "the pressure line")
     assert "memory pressure: trigger" in d.log(), d.log()

@@ -243,6 +243,25 @@ typedef const lmms_module_desc *(*lmms_module_entry_fn)(void);
 	LMMS_EXPORT const lmms_module_desc *LMMS_MODULE_ENTRY(void);       \
 	const lmms_module_desc *LMMS_MODULE_ENTRY(void) { return &lmms__desc; }
 
+/*
+ * How the module would like to run, declared in its file so the daemon can
+ * read it without loading the module (nothing of the module may run before
+ * that decision):
+ *
+ *     LMMS_MODULE_ISOLATION("process");
+ *
+ * "process": run in a worker process of its own, for a module that starts
+ * threads, links libraries that cannot be unloaded (-z nodelete, GNU unique
+ * symbols), holds a lot of memory or may crash; "inproc": inside lmmsd.
+ * `[module NAME] isolation` in the configuration overrides it; a module that
+ * declares nothing gets `ligs.isolation`. The string goes into the ELF
+ * section LMMS_ISOLATION_SECTION; `used` keeps the compiler from dropping
+ * it (do not link modules with --gc-sections, which would).
+ */
+#define LMMS_ISOLATION_SECTION ".lmms.isolation"
+#define LMMS_MODULE_ISOLATION(mode) \
+	__attribute__((used, section(LMMS_ISOLATION_SECTION))) static const char lmms__isolation[] = mode
+
 /* The first, positional form; kept so modules written with it still build. */
 #define LMMS_MODULE_DEFINE(mname, mversion, opstab, initfn, finifn, canunloadfn) \
 	static const lmms_module_desc lmms__desc = {                             \
