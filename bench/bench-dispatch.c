@@ -3,10 +3,19 @@
  * lmmsd core, a real conn over a socketpair, dispatch_message in a loop on
  * pre-encoded requests) for the normal path, the hot fast path, the critical
  * path and a cache hit; then over the socket (the real lmmsd as a child on a
- * temporary socket) for a cold-module first call, a warm call, a hot call,
- * a critical call and a cache hit. Not a test: it prints a table.
+ * temporary socket) for a cold module's first call on a fresh daemon and
+ * after a forced unload, a warm call, a hot call, a critical call and a
+ * cache hit. Not a test: it prints tables of medians with min and max. In
+ * process it counts the thread's CPU time (a call there is pure CPU work);
+ * round trips are wall-clock latencies.
  *
- *   bench-dispatch [-n CALLS] [-m MODULE_DIR] [-d LMMSD] [-u]
+ *   bench-dispatch [-n CALLS] [-f FRESH] [-m MODULE_DIR] [-d LMMSD] [-u]
+ *
+ * It uses as little of the daemon's insides as it can, since they change:
+ * lmmsd_init/shutdown/fini, the zafp thresholds of its config,
+ * server_conn_open and dispatch_message; what it checks of the daemon's
+ * state (an op became hot, a reply came from the cache) it asks through
+ * lmms.ops and lmms.stats, like any client.
  *
  * Client and daemon are pinned to one CPU (the daemon inherits it) so a round
  * trip costs two context switches, not a cross-CPU wake-up whose cost swings
@@ -26,9 +35,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "call.h"
 #include "daemon.h"
 #include "dispatch.h"
 #include "log.h"
@@ -36,18 +45,20 @@
 
 #define BENCH_BATCHES 5
 #define BENCH_MAX_CALLS 10000000u
+#define BENCH_MAX_FRESH 1000u
 #define RT_COLD_SAMPLES 30
 #define START_TIMEOUT_MS 10000
+#define NEVER "1000000000" /* a zafp threshold no run reaches */
 
 typedef struct req {
 	char *data;
 	size_t len;
 } req;
 
-/* A request with params [str_arg] (or [] when NULL), or with flag_name set:
- * [flag_name, flag]. */
-static req req_pack(uint32_t msgid, const char *method, const char *str_arg,
-		    const char *flag_name, bool flag)
+/* A request with params [str_arg] ([] when NULL), or [str_arg, flag] when
+ * with_flag. */
+static req req_pack(uint32_t msgid, const char *method, const char *str_arg, bool with_flag,
+		    bool flag)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -55,15 +66,14 @@ static req req_pack(uint32_t msgid, const char *method, const char *str_arg,
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	proto_pack_request(&pk, msgid, method, strlen(method), flag_name ? 2 : str_arg ? 1 : 0);
-	if (flag_name) {
-		proto_pack_cstr(&pk, flag_name);
+	proto_pack_request(&pk, msgid, method, strlen(method), str_arg ? 1 + with_flag : 0);
+	if (str_arg)
+		proto_pack_cstr(&pk, str_arg);
+	if (with_flag) {
 		if (flag)
 			msgpack_pack_true(&pk);
 		else
 			msgpack_pack_false(&pk);
-	} else if (str_arg) {
-		proto_pack_cstr(&pk, str_arg);
 	}
 	r.data = sb.data;
 	r.len = sb.size;
@@ -72,12 +82,79 @@ static req req_pack(uint32_t msgid, const char *method, const char *str_arg,
 
 static req req_make(uint32_t msgid, const char *method, const char *str_arg)
 {
-	return req_pack(msgid, method, str_arg, NULL, false);
+	return req_pack(msgid, method, str_arg, false, false);
 }
 
-static req req_make_bool(uint32_t msgid, const char *method, const char *name, bool flag)
+/* What a right reply carries: msgid, nil error, this result. */
+typedef struct expect {
+	uint32_t msgid;
+	msgpack_object result; /* points into sb (strings are not copied) */
+	msgpack_sbuffer sb;
+	msgpack_zone zone;
+} expect;
+
+/* result: one str (as_array false) or [str] (as_array true). */
+static void expect_init(expect *e, uint32_t msgid, const char *s, bool as_array)
 {
-	return req_pack(msgid, method, NULL, name, flag);
+	msgpack_packer pk;
+	size_t off = 0;
+
+	msgpack_sbuffer_init(&e->sb);
+	msgpack_packer_init(&pk, &e->sb, msgpack_sbuffer_write);
+	if (as_array)
+		msgpack_pack_array(&pk, 1);
+	proto_pack_cstr(&pk, s);
+	msgpack_zone_init(&e->zone, 256);
+	msgpack_unpack(e->sb.data, e->sb.size, &off, &e->zone, &e->result);
+	e->msgid = msgid;
+}
+
+static void expect_fini(expect *e)
+{
+	msgpack_zone_destroy(&e->zone);
+	msgpack_sbuffer_destroy(&e->sb);
+}
+
+static int expect_check(const expect *e, const msgpack_object *msg)
+{
+	const msgpack_object *a = msg->via.array.ptr;
+
+	if (msg->type != MSGPACK_OBJECT_ARRAY || msg->via.array.size != 4 ||
+	    a[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[0].via.u64 != 1 ||
+	    a[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[1].via.u64 != e->msgid ||
+	    a[2].type != MSGPACK_OBJECT_NIL || !msgpack_object_equal(a[3], e->result))
+		return -EPROTO;
+	return 0;
+}
+
+/* The value of key (a str) in map m, or NULL. */
+static const msgpack_object *map_get(const msgpack_object *m, const char *key)
+{
+	size_t n = strlen(key);
+
+	if (m->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	for (uint32_t i = 0; i < m->via.map.size; i++) {
+		const msgpack_object_kv *kv = &m->via.map.ptr[i];
+
+		if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n &&
+		    !memcmp(kv->key.via.str.ptr, key, n))
+			return &kv->val;
+	}
+	return NULL;
+}
+
+static bool str_is(const msgpack_object *o, const char *s)
+{
+	return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+	       !memcmp(o->via.str.ptr, s, o->via.str.size);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 /* ---- in process ---- */
@@ -87,27 +164,8 @@ typedef struct inproc {
 	lmmsd d;
 	conn *c;
 	int peer; /* the other end of the socketpair, never read */
+	msgpack_unpacked u; /* the last reply */
 } inproc;
-
-static int inproc_init(inproc *ip, const char *module_dir)
-{
-	int sv[2], r;
-
-	memset(ip, 0, sizeof(*ip));
-	uv_loop_init(&ip->loop);
-	config_init_defaults(&ip->d.cfg);
-	snprintf(ip->d.module_dir, sizeof(ip->d.module_dir), "%s", module_dir);
-	r = lmmsd_init(&ip->d, &ip->loop);
-	if (r < 0) {
-		fprintf(stderr, "lmmsd_init: %s\n", strerror(-r));
-		return r;
-	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	ip->peer = sv[1];
-	ip->c = server_conn_open(&ip->d.srv, sv[0]);
-	return ip->c ? 0 : -ENOMEM;
-}
 
 static void inproc_fini(inproc *ip)
 {
@@ -115,180 +173,228 @@ static void inproc_fini(inproc *ip)
 	uv_run(&ip->loop, UV_RUN_DEFAULT);
 	lmmsd_fini(&ip->d);
 	uv_loop_close(&ip->loop);
-	close(ip->peer);
+	if (ip->peer >= 0)
+		close(ip->peer);
+	msgpack_unpacked_destroy(&ip->u);
 }
 
-/* One call, its reply checked for success (a nil error). */
-static int inproc_call_checked(inproc *ip, const req *r)
+static int inproc_init(inproc *ip, const char *module_dir)
+{
+	int sv[2], r;
+
+	memset(ip, 0, sizeof(*ip));
+	ip->peer = -1;
+	msgpack_unpacked_init(&ip->u);
+	uv_loop_init(&ip->loop);
+	config_init_defaults(&ip->d.cfg);
+	snprintf(ip->d.module_dir, sizeof(ip->d.module_dir), "%s", module_dir);
+	r = lmmsd_init(&ip->d, &ip->loop);
+	if (r < 0) {
+		fprintf(stderr, "lmmsd_init: %s\n", strerror(-r));
+		uv_loop_close(&ip->loop);
+		msgpack_unpacked_destroy(&ip->u);
+		return r;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		r = -errno;
+	} else {
+		ip->peer = sv[1];
+		ip->c = server_conn_open(&ip->d.srv, sv[0]);
+		r = ip->c ? 0 : -ENOMEM;
+	}
+	if (r < 0)
+		inproc_fini(ip);
+	return r;
+}
+
+/* One call; its reply is left decoded in ip->u. */
+static const msgpack_object *inproc_call(inproc *ip, const req *r)
 {
 	conn *c = ip->c;
-	msgpack_unpacked u;
 	size_t off = 0;
 	int ok;
 
 	c->out.len = 0;
 	dispatch_on_message(&ip->d.dp, c, r->data, r->len);
-	msgpack_unpacked_init(&u);
-	ok = msgpack_unpack_next(&u, c->out.data, c->out.len, &off) == MSGPACK_UNPACK_SUCCESS &&
-	     u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4 &&
-	     u.data.via.array.ptr[2].type == MSGPACK_OBJECT_NIL;
-	msgpack_unpacked_destroy(&u);
+	ok = msgpack_unpack_next(&ip->u, c->out.data, c->out.len, &off) == MSGPACK_UNPACK_SUCCESS;
 	c->out.len = 0;
-	return ok ? 0 : -EPROTO;
+	return ok ? &ip->u.data : NULL;
 }
 
-/* Best batch mean in ns per call: the least disturbed by the machine. */
-static double inproc_measure(inproc *ip, const req *r, uint32_t calls)
+static int inproc_call_checked(inproc *ip, const req *r, const expect *e)
+{
+	const msgpack_object *o = inproc_call(ip, r);
+
+	return o ? expect_check(e, o) : -EPROTO;
+}
+
+/* The heat lmms.ops reports for method, or NULL. */
+static const msgpack_object *inproc_heat(inproc *ip, const char *method, bool *fast_path)
+{
+	req ops = req_make(90, "lmms.ops", NULL);
+	const msgpack_object *o = inproc_call(ip, &ops);
+	const msgpack_object *found = NULL;
+
+	free(ops.data);
+	if (!o || o->via.array.size != 4 || o->via.array.ptr[3].type != MSGPACK_OBJECT_ARRAY)
+		return NULL;
+	o = &o->via.array.ptr[3];
+	for (uint32_t i = 0; i < o->via.array.size; i++) {
+		const msgpack_object *m = &o->via.array.ptr[i];
+
+		if (str_is(map_get(m, "method"), method)) {
+			const msgpack_object *fp = map_get(m, "fast_path");
+
+			*fast_path = fp && fp->type == MSGPACK_OBJECT_BOOLEAN && fp->via.boolean;
+			found = map_get(m, "heat");
+		}
+	}
+	return found;
+}
+
+static int64_t inproc_stat(inproc *ip, const char *key)
+{
+	req st = req_make(91, "lmms.stats", NULL);
+	const msgpack_object *o = inproc_call(ip, &st), *v;
+
+	free(st.data);
+	if (!o || o->via.array.size != 4)
+		return -1;
+	v = map_get(&o->via.array.ptr[3], key);
+	return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (int64_t)v->via.u64 : -1;
+}
+
+typedef struct spread {
+	double median, min, max;
+} spread;
+
+static spread spread_of(double *v, uint32_t n)
+{
+	spread s;
+
+	qsort(v, n, sizeof(*v), cmp_double);
+	s.min = v[0];
+	s.max = v[n - 1];
+	s.median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+	return s;
+}
+
+/* This thread's CPU time: in process, a call is pure CPU work, and CPU time
+ * does not count the time other processes of a busy machine held the CPU. */
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Mean CPU ns per call of each of BENCH_BATCHES batches: median, min, max. */
+static spread inproc_measure(inproc *ip, const req *r, uint32_t calls)
 {
 	uint32_t per = calls / BENCH_BATCHES ? calls / BENCH_BATCHES : 1;
-	double best = 0;
+	double ns[BENCH_BATCHES];
 
 	for (int b = 0; b < BENCH_BATCHES; b++) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = thread_cpu_ns();
 
 		for (uint32_t i = 0; i < per; i++) {
 			dispatch_on_message(&ip->d.dp, ip->c, r->data, r->len);
 			ip->c->out.len = 0;
 		}
-		double ns = (double)(now_ns() - t0) / per;
-
-		if (b == 0 || ns < best)
-			best = ns;
+		ns[b] = (double)(thread_cpu_ns() - t0) / per;
 	}
-	return best;
+	return spread_of(ns, BENCH_BATCHES);
 }
 
-static op_info *inproc_op(inproc *ip, const char *method)
+static int inproc_expect_heat(inproc *ip, const char *method, const char *level)
 {
-	return registry_find_op(&ip->d.reg, method, strlen(method));
+	bool fp = false;
+	const msgpack_object *h = inproc_heat(ip, method, &fp);
+
+	if (!str_is(h, level) || !fp) {
+		fprintf(stderr, "%s did not become %s with a fast path\n", method, level);
+		return -EPROTO;
+	}
+	return 0;
 }
 
-/* What the hot path is made of, each part alone, ns per call. */
-static void inproc_breakdown(inproc *ip, const req *r, uint32_t calls)
+static void print_spread(const char *what, spread s)
 {
-	/* the params ["x"] are the last 3 bytes of the request */
-	const char *params = r->data + r->len - 3;
-	size_t plen = 3;
-	op_info *op = inproc_op(ip, "echo.ping");
-	msgpack_object obj;
-	uint64_t t0;
-	double unpack, callio, replyt, record, lookup;
-
-	t0 = now_ns();
-	for (uint32_t i = 0; i < calls; i++) {
-		size_t off = 0;
-
-		msgpack_unpack(params, plen, &off, &ip->d.dp.zone, &obj);
-		msgpack_zone_clear(&ip->d.dp.zone);
-	}
-	unpack = (double)(now_ns() - t0) / calls;
-
-	{
-		size_t off = 0;
-
-		msgpack_unpack(params, plen, &off, &ip->d.dp.zone, &obj);
-	}
-	t0 = now_ns();
-	for (uint32_t i = 0; i < calls; i++) {
-		lmms_call call;
-		const char *msg;
-
-		call_init(&call, &obj, 0, "echo");
-		op->fn(&call_host, &call, NULL);
-		call_finish(&call, 0, &msg);
-		call_fini(&call);
-	}
-	callio = (double)(now_ns() - t0) / calls;
-	msgpack_zone_clear(&ip->d.dp.zone);
-
-	t0 = now_ns();
-	for (uint32_t i = 0; i < calls; i++) {
-		conn_reply_raw(ip->c, 7, "\x91\xa1x", 3);
-		ip->c->out.len = 0;
-	}
-	replyt = (double)(now_ns() - t0) / calls;
-
-	t0 = now_ns();
-	for (uint32_t i = 0; i < calls; i++)
-		heat_record(&ip->d.heat, op, 250, 1);
-	record = (double)(now_ns() - t0) / calls;
-
-	t0 = now_ns();
-	for (uint32_t i = 0; i < calls; i++)
-		heat_lookup(&ip->d.heat, "echo.ping", 9, 1);
-	lookup = (double)(now_ns() - t0) / calls;
-
-	printf("\nparts of one echo.ping call, each alone (ns):\n");
-	printf("  %-44s %8.1f\n", "params unpack into the conn zone + clear", unpack);
-	printf("  %-44s %8.1f\n", "call_init + op + call_finish + call_fini", callio);
-	printf("  %-44s %8.1f\n", "reply header + result copy (conn_reply_raw)", replyt);
-	printf("  %-44s %8.1f\n", "heat_record (histogram, count, level)", record);
-	printf("  %-44s %8.1f\n", "heat_lookup (hash + LRU touch)", lookup);
+	printf("  %-40s %9.1f %9.1f %9.1f\n", what, s.median, s.min, s.max);
 }
 
 static int bench_inproc(const char *module_dir, uint32_t calls)
 {
 	req ping = req_make(7, "echo.ping", "x");
 	req upper = req_make(8, "echo.upper", "hello world");
-	double normal, hot, critical, hit;
+	expect ping_ok, upper_ok;
+	spread normal, hot, critical, hit;
 	config *cfg;
+	int64_t hits;
 	inproc ip;
 	int r;
 
+	expect_init(&ping_ok, 7, "x", true);
+	expect_init(&upper_ok, 8, "HELLO WORLD", false);
 	r = inproc_init(&ip, module_dir);
 	if (r < 0)
 		goto out;
+	r = -EPROTO; /* until every phase passed */
 	cfg = &ip.d.cfg;
 
 	/* normal: the op never gets hot */
 	cfg->zafp.warm = cfg->zafp.hot = cfg->zafp.critical = 1000000000;
-	if (inproc_call_checked(&ip, &ping) < 0 || inproc_call_checked(&ip, &upper) < 0) {
+	if (inproc_call_checked(&ip, &ping, &ping_ok) < 0 ||
+	    inproc_call_checked(&ip, &upper, &upper_ok) < 0) {
 		fprintf(stderr, "echo.ping / echo.upper failed in process (module dir %s?)\n",
 			module_dir);
-		r = -EPROTO;
 		goto fini;
 	}
 	normal = inproc_measure(&ip, &ping, calls);
 
-	/* hot: the next record promotes it (its count is far past 20) */
+	/* hot: the next call promotes it (its count is far past 20) */
 	cfg->zafp.warm = 5;
 	cfg->zafp.hot = 20;
-	inproc_call_checked(&ip, &ping);
-	if (!inproc_op(&ip, "echo.ping")->heat.fp ||
-	    inproc_op(&ip, "echo.ping")->heat.level != HEAT_HOT) {
-		fprintf(stderr, "echo.ping did not get a fast path\n");
-		r = -EPROTO;
+	if (inproc_call_checked(&ip, &ping, &ping_ok) < 0 ||
+	    inproc_expect_heat(&ip, "echo.ping", "hot") < 0)
 		goto fini;
-	}
 	hot = inproc_measure(&ip, &ping, calls);
 
 	cfg->zafp.critical = 100;
-	inproc_call_checked(&ip, &ping);
-	if (inproc_op(&ip, "echo.ping")->heat.level != HEAT_CRITICAL) {
-		fprintf(stderr, "echo.ping did not become critical\n");
-		r = -EPROTO;
+	if (inproc_call_checked(&ip, &ping, &ping_ok) < 0 ||
+	    inproc_expect_heat(&ip, "echo.ping", "critical") < 0)
 		goto fini;
-	}
 	critical = inproc_measure(&ip, &ping, calls);
 
 	/* cache hit: echo.upper's first call stored its result */
-	if (inproc_call_checked(&ip, &upper) < 0 || !ip.d.cache.hits) {
+	hits = inproc_stat(&ip, "cache_hits");
+	if (inproc_call_checked(&ip, &upper, &upper_ok) < 0 ||
+	    inproc_stat(&ip, "cache_hits") != hits + 1) {
 		fprintf(stderr, "echo.upper was not answered from the cache\n");
-		r = -EPROTO;
 		goto fini;
 	}
 	hit = inproc_measure(&ip, &upper, calls);
+	/* the measured calls must still have been right */
+	if (inproc_call_checked(&ip, &ping, &ping_ok) < 0 ||
+	    inproc_call_checked(&ip, &upper, &upper_ok) < 0) {
+		fprintf(stderr, "a reply went wrong during the in-process batches\n");
+		goto fini;
+	}
 
-	printf("in-process dispatch_message, best of %d batches of %u calls (ns/call):\n",
+	printf("in-process dispatch_message, %d batches of %u calls, CPU ns/call:\n",
 	       BENCH_BATCHES, calls / BENCH_BATCHES);
-	printf("  %-44s %8.1f\n", "normal path (echo.ping, cold/warm)", normal);
-	printf("  %-44s %8.1f\n", "hot fast path (echo.ping)", hot);
-	printf("  %-44s %8.1f\n", "critical path (echo.ping)", critical);
-	printf("  %-44s %8.1f\n", "cache hit (echo.upper)", hit);
-	inproc_breakdown(&ip, &ping, calls / BENCH_BATCHES);
+	printf("  %-40s %9s %9s %9s\n", "", "median", "min", "max");
+	print_spread("normal path (echo.ping, cold/warm)", normal);
+	print_spread("hot fast path (echo.ping)", hot);
+	print_spread("critical path (echo.ping)", critical);
+	print_spread("cache hit (echo.upper)", hit);
+	r = 0;
 fini:
 	inproc_fini(&ip);
 out:
+	expect_fini(&ping_ok);
+	expect_fini(&upper_ok);
 	free(ping.data);
 	free(upper.data);
 	return r;
@@ -313,6 +419,9 @@ static int child_start(child *ch, const char *lmmsd_path, const char *module_dir
 	uint64_t deadline;
 
 	memset(ch, 0, sizeof(*ch));
+	ch->fd = -1;
+	if (!msgpack_unpacker_init(&ch->up, 4096))
+		return -ENOMEM;
 	snprintf(ch->dir, sizeof(ch->dir), "/tmp/lmms-bench-XXXXXX");
 	if (!mkdtemp(ch->dir))
 		return -errno;
@@ -353,9 +462,8 @@ static int child_start(child *ch, const char *lmmsd_path, const char *module_dir
 			fprintf(stderr, "%s did not start on %s\n", lmmsd_path, ch->sock);
 			return -ETIMEDOUT;
 		}
-		usleep(10000);
+		usleep(1000);
 	}
-	msgpack_unpacker_init(&ch->up, 4096);
 	return 0;
 }
 
@@ -375,8 +483,9 @@ static int child_stop(child *ch)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
 }
 
-/* Send one request, wait for its whole reply; 0 if the reply is a success. */
-static int child_call(child *ch, const req *r)
+/* Send one request, wait for its whole reply; 0 if it is a success, and the
+ * one expected when e is given. */
+static int child_call(child *ch, const req *r, const expect *e)
 {
 	msgpack_unpacked u;
 	size_t sent = 0;
@@ -398,10 +507,15 @@ static int child_call(child *ch, const req *r)
 		ssize_t n;
 
 		if (ur == MSGPACK_UNPACK_SUCCESS) {
-			ok = u.data.type == MSGPACK_OBJECT_ARRAY && u.data.via.array.size == 4 &&
-					     u.data.via.array.ptr[2].type == MSGPACK_OBJECT_NIL
-				     ? 0
-				     : -EPROTO;
+			const msgpack_object *o = &u.data;
+
+			if (e)
+				ok = expect_check(e, o);
+			else
+				ok = o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 4 &&
+						     o->via.array.ptr[2].type == MSGPACK_OBJECT_NIL
+					     ? 0
+					     : -EPROTO;
 			break;
 		}
 		if (ur != MSGPACK_UNPACK_CONTINUE)
@@ -422,61 +536,78 @@ static int child_call(child *ch, const req *r)
 	return ok;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 typedef struct rt_row {
 	const char *what;
 	uint32_t n;
-	double mean_us, p50_us, p99_us;
+	double median, min, p99, max; /* us */
 } rt_row;
 
-static void rt_summarise(rt_row *row, const char *what, uint64_t *ns, uint32_t n)
+static void rt_summarise(rt_row *row, const char *what, double *us, uint32_t n)
 {
-	uint64_t sum = 0;
+	spread s = spread_of(us, n); /* sorts */
 
-	qsort(ns, n, sizeof(*ns), cmp_u64);
-	for (uint32_t i = 0; i < n; i++)
-		sum += ns[i];
 	row->what = what;
 	row->n = n;
-	row->mean_us = (double)sum / n / 1000.0;
-	row->p50_us = (double)ns[n / 2] / 1000.0;
-	row->p99_us = (double)ns[(uint32_t)((n - 1) * 0.99)] / 1000.0;
+	row->median = s.median;
+	row->min = s.min;
+	row->max = s.max;
+	row->p99 = us[(uint32_t)((n - 1) * 0.99)];
 }
 
-/* n timed calls of r; -EPROTO at the first failed reply. */
-static int rt_time(child *ch, const req *r, uint64_t *ns, uint32_t n)
+/* n timed calls of r, each checked against e. */
+static int rt_time(child *ch, const req *r, const expect *e, double *us, uint32_t n)
 {
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t t0 = now_ns();
 
-		if (child_call(ch, r) < 0)
+		if (child_call(ch, r, e) < 0)
 			return -EPROTO;
-		ns[i] = now_ns() - t0;
+		us[i] = (double)(now_ns() - t0) / 1000.0;
 	}
 	return 0;
 }
 
-static int bench_roundtrip(const char *lmmsd_path, const char *module_dir, uint32_t calls)
+enum { ROW_FRESH, ROW_UNLOADED, ROW_WARM, ROW_HOT, ROW_CRITICAL, ROW_HIT, N_ROWS };
+
+static int bench_roundtrip(const char *lmmsd_path, const char *module_dir, uint32_t calls,
+			   uint32_t fresh)
 {
-	/* A: no op ever gets hot, so the module can be unloaded between cold calls. */
-	const char *never_hot[] = { "--set", "zafp.warm=1000000000", "--set",
-				    "zafp.hot=1000000000", "--set", "zafp.critical=1000000000" };
+	/* no op ever gets hot, so the module can be unloaded between cold calls */
+	const char *never_hot[] = { "--set", "zafp.warm=" NEVER, "--set", "zafp.hot=" NEVER,
+				    "--set", "zafp.critical=" NEVER };
 	req ping = req_make(1, "echo.ping", "x");
 	req upper = req_make(2, "echo.upper", "hello world");
-	req unload = req_make_bool(3, "lmms.unload", "echo", true);
-	uint64_t *ns = calloc(calls, sizeof(*ns));
-	rt_row rows[5];
+	req unload = req_pack(3, "lmms.unload", "echo", true, true);
+	uint32_t n_us = calls > fresh ? calls : fresh;
+	double *us = calloc(n_us > RT_COLD_SAMPLES ? n_us : RT_COLD_SAMPLES, sizeof(*us));
+	expect ping_ok, upper_ok;
+	rt_row rows[N_ROWS];
 	child ch;
 	int r = -EPROTO;
 
-	if (!ns)
-		return -ENOMEM;
+	expect_init(&ping_ok, 1, "x", true);
+	expect_init(&upper_ok, 2, "HELLO WORLD", false);
+	if (!us) {
+		r = -ENOMEM;
+		goto out;
+	}
+
+	/* a fresh daemon each time: the first call maps the module for the
+	 * first time in the process, as after a start */
+	for (uint32_t i = 0; i < fresh; i++) {
+		uint64_t t0;
+
+		r = child_start(&ch, lmmsd_path, module_dir, NULL, 0);
+		if (r < 0)
+			goto out;
+		t0 = now_ns();
+		if (child_call(&ch, &ping, &ping_ok) < 0)
+			goto fail_child;
+		us[i] = (double)(now_ns() - t0) / 1000.0;
+		if (child_stop(&ch) < 0)
+			fprintf(stderr, "warning: lmmsd (fresh) did not exit 0\n");
+	}
+	rt_summarise(&rows[ROW_FRESH], "cold module, fresh daemon (first call)", us, fresh);
 
 	r = child_start(&ch, lmmsd_path, module_dir, never_hot, 6);
 	if (r < 0)
@@ -484,41 +615,42 @@ static int bench_roundtrip(const char *lmmsd_path, const char *module_dir, uint3
 	for (uint32_t i = 0; i < RT_COLD_SAMPLES; i++) {
 		uint64_t t0;
 
-		if (child_call(&ch, &unload) < 0)
+		if (child_call(&ch, &unload, NULL) < 0)
 			goto fail_child;
 		t0 = now_ns();
-		if (child_call(&ch, &ping) < 0)
+		if (child_call(&ch, &ping, &ping_ok) < 0)
 			goto fail_child;
-		ns[i] = now_ns() - t0;
+		us[i] = (double)(now_ns() - t0) / 1000.0;
 	}
-	rt_summarise(&rows[0], "cold module, first call (load+init+call)", ns, RT_COLD_SAMPLES);
-	if (rt_time(&ch, &ping, ns, calls) < 0)
+	rt_summarise(&rows[ROW_UNLOADED], "cold module, after lmms.unload [m, true]", us,
+		     RT_COLD_SAMPLES);
+	if (rt_time(&ch, &ping, &ping_ok, us, calls) < 0)
 		goto fail_child;
-	rt_summarise(&rows[1], "warm call (normal path)", ns, calls);
-	if (child_call(&ch, &upper) < 0 || rt_time(&ch, &upper, ns, calls) < 0)
+	rt_summarise(&rows[ROW_WARM], "warm call (normal path)", us, calls);
+	if (child_call(&ch, &upper, &upper_ok) < 0 || rt_time(&ch, &upper, &upper_ok, us, calls) < 0)
 		goto fail_child;
-	rt_summarise(&rows[4], "cache hit (echo.upper)", ns, calls);
+	rt_summarise(&rows[ROW_HIT], "cache hit (echo.upper)", us, calls);
 	if (child_stop(&ch) < 0)
 		fprintf(stderr, "warning: lmmsd (never-hot) did not exit 0\n");
 
-	/* B: defaults; 20 calls make echo.ping hot, 100 critical. */
+	/* defaults: 20 calls make echo.ping hot, 100 critical */
 	r = child_start(&ch, lmmsd_path, module_dir, NULL, 0);
 	if (r < 0)
 		goto out;
-	if (rt_time(&ch, &ping, ns, 25) < 0 || rt_time(&ch, &ping, ns, 70) < 0)
+	if (rt_time(&ch, &ping, &ping_ok, us, 25) < 0 || rt_time(&ch, &ping, &ping_ok, us, 70) < 0)
 		goto fail_child;
-	rt_summarise(&rows[2], "hot call (fast path, calls 26..95)", ns, 70);
-	if (rt_time(&ch, &ping, ns, 10) < 0 || rt_time(&ch, &ping, ns, calls) < 0)
+	rt_summarise(&rows[ROW_HOT], "hot call (fast path, calls 26..95)", us, 70);
+	if (rt_time(&ch, &ping, &ping_ok, us, 10) < 0 || rt_time(&ch, &ping, &ping_ok, us, calls) < 0)
 		goto fail_child;
-	rt_summarise(&rows[3], "critical call (fast path)", ns, calls);
+	rt_summarise(&rows[ROW_CRITICAL], "critical call (fast path)", us, calls);
 	if (child_stop(&ch) < 0)
 		fprintf(stderr, "warning: lmmsd (defaults) did not exit 0\n");
 
 	printf("\nround trip over the Unix socket, one client, one call at a time (us):\n");
-	printf("  %-44s %6s %8s %8s %8s\n", "", "calls", "mean", "p50", "p99");
-	for (int i = 0; i < 5; i++)
-		printf("  %-44s %6u %8.1f %8.1f %8.1f\n", rows[i].what, rows[i].n, rows[i].mean_us,
-		       rows[i].p50_us, rows[i].p99_us);
+	printf("  %-40s %6s %9s %9s %9s %9s\n", "", "calls", "median", "min", "p99", "max");
+	for (int i = 0; i < N_ROWS; i++)
+		printf("  %-40s %6u %9.1f %9.1f %9.1f %9.1f\n", rows[i].what, rows[i].n,
+		       rows[i].median, rows[i].min, rows[i].p99, rows[i].max);
 	r = 0;
 	goto out;
 
@@ -527,11 +659,26 @@ fail_child:
 	child_stop(&ch);
 	r = -EPROTO;
 out:
-	free(ns);
+	free(us);
+	expect_fini(&ping_ok);
+	expect_fini(&upper_ok);
 	free(ping.data);
 	free(upper.data);
 	free(unload.data);
 	return r;
+}
+
+static bool count_arg(const char *s, unsigned long lo, unsigned long hi, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi)
+		return false;
+	*out = (uint32_t)v;
+	return true;
 }
 
 int main(int argc, char **argv)
@@ -539,22 +686,24 @@ int main(int argc, char **argv)
 	const char *module_dir = getenv("LMMS_MODULE_DIR") ? getenv("LMMS_MODULE_DIR")
 							   : BENCH_MODULE_DIR;
 	const char *lmmsd_path = BENCH_LMMSD;
-	uint32_t calls = 500000;
+	uint32_t calls = 500000, fresh = 20;
 	bool pin = true;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:m:d:uh")) != -1) {
+	while ((opt = getopt(argc, argv, "n:f:m:d:uh")) != -1) {
 		switch (opt) {
-		case 'n': {
-			unsigned long v = strtoul(optarg, NULL, 10);
-
-			if (v < BENCH_BATCHES || v > BENCH_MAX_CALLS) {
+		case 'n':
+			if (!count_arg(optarg, BENCH_BATCHES, BENCH_MAX_CALLS, &calls)) {
 				fprintf(stderr, "-n: %d..%u\n", BENCH_BATCHES, BENCH_MAX_CALLS);
 				return 2;
 			}
-			calls = (uint32_t)v;
 			break;
-		}
+		case 'f':
+			if (!count_arg(optarg, 1, BENCH_MAX_FRESH, &fresh)) {
+				fprintf(stderr, "-f: 1..%u\n", BENCH_MAX_FRESH);
+				return 2;
+			}
+			break;
 		case 'm':
 			module_dir = optarg;
 			break;
@@ -565,7 +714,8 @@ int main(int argc, char **argv)
 			pin = false;
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-n CALLS] [-m MODULE_DIR] [-d LMMSD] [-u]\n",
+			fprintf(stderr,
+				"usage: %s [-n CALLS] [-f FRESH] [-m MODULE_DIR] [-d LMMSD] [-u]\n",
 				argv[0]);
 			return opt == 'h' ? 0 : 2;
 		}
@@ -584,7 +734,7 @@ int main(int argc, char **argv)
 	if (bench_inproc(module_dir, calls) < 0)
 		return 1;
 	fflush(stdout);
-	if (bench_roundtrip(lmmsd_path, module_dir, calls / 50 < 1000 ? 1000 : calls / 50) < 0)
+	if (bench_roundtrip(lmmsd_path, module_dir, calls / 50 < 1000 ? 1000 : calls / 50, fresh) < 0)
 		return 1;
 	return 0;
 }

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "client" / "bindings" / "python"))
 
 import lmms  # noqa: E402
+from run import proc_status as status  # noqa: E402
 
 FAST = ["--set", "lugs.grace_period=300ms", "--set", "lugs.sweep_interval=100ms",
         "--set", "lugs.min_resident=0", "--set", "cache.default_ttl=500ms"]
@@ -41,16 +42,6 @@ def calls(c):
     c.call("sqlite.exec", "select 1 + 1")
     c.call("kv.set", "k", "v")
     c.call("kv.del", "k")
-
-
-def status(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "RssAnon", "RssFile"):
-                out[k] = int(v.split()[0])  # KiB
-    return out
 
 
 def mapped_libs(pid):

@@ -258,10 +258,13 @@ static proto_err m_load(lmmsd *d, conn *c, const msgpack_object *p, reply *out, 
 	if (e != PROTO_OK)
 		return e;
 	log_info("admin uid %u (pid %d): lmms.load %s", (unsigned)c->uid, (int)c->pid, m->name);
+	/* an administrator's load ends a failed module's backoff, a
+	 * quarantine included: it is asked for, so it is tried now */
+	registry_forgive(&d->reg, m);
 	r = registry_load(&d->reg, m);
 	if (r == -EBUSY)
 		return fail(err, n, PROTO_E_BUSY, "module %s is being unloaded", m->name);
-	if (r < 0)
+	if (r < 0 && r != -EINPROGRESS)
 		return fail(err, n, PROTO_E_LOAD_FAILED, "%s: %s", m->name, m->error);
 	module_touch(m, uv_now(d->loop));
 	pack_module(d, out, m);

@@ -928,6 +928,14 @@ static int module_stop_worker(registry *r, module *m, bool with_calls)
 	return 0;
 }
 
+void registry_forgive(registry *r, module *m)
+{
+	(void)r;
+	worker_crashes_forgive(&m->crash);
+	m->crash.retry_at_ms = 0;
+	m->retry_at_ms = 0;
+}
+
 void registry_stop_workers(registry *r)
 {
 	for (uint32_t i = 0; i < r->n_mods; i++) {

@@ -245,6 +245,9 @@ static inline bool module_starting(const module *m)
 	return m->isolation == ISOLATION_PROCESS && m->w && m->w->state == WORKER_STARTING;
 }
 
+/* An administrator asks for m: forget its backoff and recent crashes. */
+void registry_forgive(registry *r, module *m);
+
 /* Stop every worker (shutdown); the loop then runs until they exited. */
 void registry_stop_workers(registry *r);
 

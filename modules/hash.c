@@ -3,7 +3,7 @@
  *
  * Two backends, chosen at build time with -Dhash_backend:
  *
- *  openssl (default): OpenSSL's libcrypto through EVP, the heavy library
+ *  openssl: OpenSSL's libcrypto through EVP, the heavy library
  *    whose lazy loading LIGS exists for. Debian's libcrypto.so.3 is linked
  *    with -z nodelete (OpenSSL's linux targets set OPENSSL_USE_NODELETE), so
  *    once mapped it stays for the process's life: no init flag avoids it and
@@ -11,7 +11,7 @@
  *    initialise on the next load. The daemon sees the nodelete dependency at
  *    load and reports hash as pinned (pinned_by "libcrypto.so.3").
  *
- *  nettle: the same digests through libnettle, which has no nodelete flag
+ *  nettle (default): the same digests through libnettle, which has no nodelete flag
  *    and no global state, so LUGS gives all of its memory back (about 3 MiB
  *    less after the sweep than with libcrypto; see bench/RESULTS.md).
  *

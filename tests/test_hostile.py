@@ -378,3 +378,78 @@ def test_invalidate_of_an_empty_name(lmmsd_factory):
 @pytest.fixture
 def lmmsd_factory(daemon):
     return daemon
+
+
+# ---- all at once: the issue's measured targets ----
+
+SIEGE = r"""
+import json, os, socket, sys, time, msgpack
+path, seconds = sys.argv[1], float(sys.argv[2])
+end = time.monotonic() + seconds
+socks = []
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.setblocking(False)
+    socks.append(s)
+    return s
+def push(s, data):
+    while data and time.monotonic() < end:
+        try:
+            data = data[s.send(data):]
+        except BlockingIOError:
+            time.sleep(0.002)
+idle = [conn() for _ in range(250)]                      # 250 idle connections
+q = conn()                                               # queued BLOCKING work
+push(q, b"".join(msgpack.packb([0, i, "echo.sleep", [1500]]) for i in range(40)))
+nr = conn()                                              # never reads its replies
+nr.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+push(nr, b"".join(msgpack.packb([0, i, "echo.ping", ["x" * 50000]]) for i in range(60)))
+drip = conn()                                            # a message one byte at a time
+msg = msgpack.packb([0, 1, "echo.ping", ["d" * 4000]])
+print("sent", flush=True)
+i = 0
+while time.monotonic() < end and i < len(msg):
+    try:
+        drip.send(msg[i:i + 1])
+        i += 1
+    except OSError:
+        break
+    time.sleep(0.01)
+while time.monotonic() < end:
+    time.sleep(0.05)
+"""
+
+
+def test_another_uid_is_served_during_a_siege(shared_daemon):
+    """One uid attacks with 253 connections, queued BLOCKING work, a client
+    that never reads and a drip, all at once; another uid's lmms.ping p99
+    stays under 10 ms and its BLOCKING call waits for at most one running
+    call of the attacker's."""
+    d = shared_daemon("--set", "server.max_connections_per_uid=300",
+                      "--set", "server.max_connections=600", "--set", "server.workers=2")
+    cmd = ["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups",
+           "/usr/bin/python3", "-B", "-c", SIEGE, d.socket, "12"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/")
+    try:
+        assert p.stdout.readline().strip() == "sent", p.stderr.read()
+        time.sleep(0.3)
+        lat = []
+        with d.client(timeout=30) as c:
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                assert c.ping() == "pong"
+                lat.append(time.monotonic() - t0)
+                time.sleep(0.005)
+            r, took = timed_call(c, "echo.sleep", 10)
+            assert r == 10
+            assert took < 1.5 + 1.0, "the victim's BLOCKING call waited %.1fs" % took
+            assert c.stats()["connections"] >= 250
+        lat.sort()
+        p99 = lat[int(len(lat) * 0.99)] * 1000
+        print("victim: %d pings, p50 %.2f ms, p99 %.2f ms, BLOCKING call %.0f ms"
+              % (len(lat), lat[len(lat) // 2] * 1000, p99, took * 1000))
+        assert p99 < (50.0 if under_asan(d.pid) else 10.0), "ping p99 %.1f ms" % p99
+    finally:
+        stop_attacker(p)
