@@ -288,7 +288,7 @@ START_TEST(modules_idle_ms_right_after_a_load)
 	ck_assert(tu_obj_is_str(tu_map_get(echo, "name"), "echo"));
 	/* not a wrapped-around difference: an hour is beyond any test's life */
 	ck_assert_uint_lt(tu_map_uint(echo, "idle_ms"), 3600 * 1000);
-	/* and why it stays says so (the resident minimum would keep it too) */
+	/* and why it stays says so */
 	ck_assert_msg(tu_obj_is_str(tu_map_get(echo, "why"), "grace: idle 0s of 30s"),
 		      "why is \"%.*s\"", (int)tu_map_get(echo, "why")->via.str.size,
 		      tu_map_get(echo, "why")->via.str.ptr);

@@ -366,6 +366,35 @@ START_TEST(sweep_timer_runs_the_sweep)
 }
 END_TEST
 
+/* Shedding (lmms.trim, memory pressure): checks 1-3 only, every module at
+ * once, grace and the resident minimum ignored. */
+START_TEST(shed_skips_grace_and_minimum_only)
+{
+	module *busy = load("echo"), *fresh = load("oldabi"), *core = load("zstd"),
+	       *cached = load("json");
+
+	h.cfg.lugs.min_resident = 4; /* all four: the minimum does not count here */
+	busy->refs = 1;
+	core->policy = POLICY_CORE;
+	cached->cache_deps = 1;
+	idle_for(fresh, 0);
+	ck_assert_uint_eq(lugs_shed(&h.l, "test"), 1);
+	ck_assert_int_eq(fresh->state, MOD_UNLOADED);
+	ck_assert_str_eq(fresh->unload_trigger, "test");
+	ck_assert_int_eq(busy->state, MOD_LOADED);
+	ck_assert_int_eq(core->state, MOD_LOADED);
+	ck_assert_int_eq(cached->state, MOD_LOADED);
+	ck_assert_uint_eq(busy->blocked[LUGS_REFS], 1);
+	ck_assert_uint_eq(core->blocked[LUGS_PROTECTED], 1);
+	ck_assert_uint_eq(cached->blocked[LUGS_CACHED], 1);
+	/* nothing is ever shed in eager mode */
+	h.l.eager = true;
+	busy->refs = 0;
+	ck_assert_uint_eq(lugs_shed(&h.l, "test"), 0);
+	ck_assert_int_eq(busy->state, MOD_LOADED);
+}
+END_TEST
+
 /* ---- feature modules, stop and eager ---- */
 
 static bool unloaded(void *ud)
@@ -474,6 +503,7 @@ static Suite *lifecycle_suite(void)
 	tcase_add_test(tc, sweep_counts_each_refusal);
 	tcase_add_test(tc, sweep_counts_a_veto);
 	tcase_add_test(tc, sweep_timer_runs_the_sweep);
+	tcase_add_test(tc, shed_skips_grace_and_minimum_only);
 	tcase_add_test(tc, feature_unloads_right_after_release);
 	tcase_add_test(tc, stopped_lugs_unloads_nothing);
 	tcase_add_test(tc, eager_lugs_unloads_nothing);

@@ -41,6 +41,7 @@
 #include <uv.h>
 
 #include "pressure.h"
+#include "util.h"
 
 #define DEADLINE_MS 60000
 #define LIMIT (16ull << 20)
@@ -794,8 +795,6 @@ int main(int argc, char **argv)
 	bool cg = argc > 1 && strcmp(argv[1], "cgroup") == 0;
 	Suite *s = suite_create(cg ? "pressure-cgroup" : "pressure");
 	TCase *tc = tcase_create("pressure");
-	SRunner *sr;
-	int failed;
 
 	if (cg) {
 		cgroup c;
@@ -825,9 +824,5 @@ int main(int argc, char **argv)
 		tcase_add_test(tc, restart_after_stop);
 	}
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }

@@ -775,8 +775,6 @@ int main(void)
 {
 	Suite *su = suite_create("sched");
 	TCase *tc_ = tcase_create("sched");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc_, setup, teardown);
 	tcase_set_timeout(tc_, 60);
@@ -794,9 +792,5 @@ int main(void)
 	tcase_add_test(tc_, stress_submit_cancel);
 	tcase_add_test(tc_, create_rejects_bad_config);
 	suite_add_tcase(su, tc_);
-	sr = srunner_create(su);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(su);
 }

@@ -57,6 +57,8 @@ static struct {
 	uint64_t closed[MAX_CLOSED];
 	uint32_t n_closes;
 
+	int64_t pending; /* the sum of on_pending's deltas */
+
 	held held[MAX_HELD];
 	uint32_t n_held, n_released;
 	tu_peer peers[MAX_PEERS];
@@ -112,6 +114,15 @@ static void on_close(void *ud, conn *c)
 	h.closed[h.n_closes++] = c->id;
 }
 
+static void on_pending(void *ud, conn *c, int64_t delta)
+{
+	ck_assert_ptr_eq(ud, &h);
+	/* a change of what this connection holds, which never goes below zero */
+	ck_assert_int_ne(delta, 0);
+	ck_assert_int_ge((int64_t)c->pending + delta, 0);
+	h.pending += delta;
+}
+
 /* Answer the oldest held request that is not answered yet. */
 static void release_one(void)
 {
@@ -163,7 +174,11 @@ static void in_dir(char *buf, size_t n, const char *name)
 
 static void setup(void)
 {
-	const server_callbacks cb = { .on_message = on_message, .on_close = on_close };
+	const server_callbacks cb = {
+		.on_message = on_message,
+		.on_close = on_close,
+		.on_pending = on_pending,
+	};
 	server_limits l;
 
 	memset(&h, 0, sizeof(h));
@@ -188,8 +203,10 @@ static void teardown(void)
 	for (uint32_t i = 0; i < h.n_peers; i++)
 		tu_peer_fini(&h.peers[i]);
 	tu_loop_fini(&h.tl);
-	/* every connection that was kept was closed, each exactly once */
+	/* every connection that was kept was closed, each exactly once, and
+	 * the output it held was given back */
 	ck_assert_uint_eq(h.n_closes, opened);
+	ck_assert_int_eq(h.pending, 0);
 	bbuf_free(&h.msgs);
 	free(h.big);
 	tu_rmtree(h.dir);
@@ -739,6 +756,9 @@ START_TEST(output_cap_with_slow_reader)
 	ck_assert_uint_gt(conn_unsent(c), 4096);
 	ck_assert(!c->reading);
 	ck_assert(c->backlog);
+	/* what the socket did not take is reported up (per-uid budgets) */
+	ck_assert_int_gt(h.pending, 0);
+	ck_assert_int_eq(h.pending, (int64_t)c->pending);
 
 	for (uint32_t i = 1; i <= BIG_REQUESTS; i++) {
 		tu_expect_ok(p, i, &m);
@@ -748,6 +768,7 @@ START_TEST(output_cap_with_slow_reader)
 	}
 	ck_assert_uint_eq(h.n_msgs, BIG_REQUESTS);
 	ck_assert_uint_eq(conn_unsent(c), 0);
+	ck_assert_int_eq(h.pending, 0);
 }
 END_TEST
 

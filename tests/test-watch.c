@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "watch.h"
+#include "util.h"
 
 #define MAX_EVS 256
 #define DEADLINE_MS 20000
@@ -169,10 +170,7 @@ static void start(uint64_t debounce_ms, uint64_t hold_max_ms)
 
 static void setup(void)
 {
-	const char *base = getenv("TMPDIR");
-
-	snprintf(dir, sizeof(dir), "%s/lmms-watch-XXXXXX", base ? base : "/tmp");
-	ck_assert_ptr_nonnull(mkdtemp(dir));
+	tu_tmpdir(dir, sizeof(dir), "watch");
 	put("a.so", "a version 1");
 	put("b.so", "b version 1");
 	ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -184,16 +182,13 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char cmd[PATH_MAX + 16];
-
 	watch_stop(&w);
 	uv_close((uv_handle_t *)&deadline, NULL);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	/* every handle the watcher opened is closed again */
 	ck_assert_int_eq(uv_loop_close(&loop), 0);
 	ck_assert_int_eq(w.fd, -1);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	tu_rmtree(dir);
 }
 
 START_TEST(new_file)
@@ -464,11 +459,9 @@ END_TEST
 
 START_TEST(directory_gone)
 {
-	char cmd[PATH_MAX + 16];
-
 	start(100, 0);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
+	tu_rmtree(dir);
+	ck_assert_int_eq(access(dir, F_OK), -1);
 	run_until("");
 	ck_assert_int_ge(n_evs, 1);
 	ck_assert_int_eq(evs[n_evs - 1].kind, WATCH_LOST);
@@ -550,8 +543,6 @@ int main(void)
 {
 	Suite *s = suite_create("watch");
 	TCase *tc = tcase_create("watch");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -572,9 +563,5 @@ int main(void)
 	tcase_add_test(tc, start_errors);
 	tcase_add_test(tc, mapped_file_check);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tu_run(s);
 }
