@@ -206,8 +206,14 @@ class Harness:
             raise Failure("%s exited with %d; its log: %s"
                           % (p.bench_name, rc, self.log_tail(p.bench_name)))
 
+    # The machine's own memory pressure (other work on a shared host) must not
+    # make a daemon shed in the middle of a measurement: PSI shedding is
+    # measured by the tests, not here. Every lmmsd the harness starts has it.
+    PRESSURE_OFF = ("--set", "lugs.pressure=off")
+
     def lmmsd_argv(self, sock, module_dir, extra=()):
-        return [self.lmmsd, "--socket", sock, "--module-dir", module_dir, *extra]
+        return [self.lmmsd, "--socket", sock, "--module-dir", module_dir, *self.PRESSURE_OFF,
+                *extra]
 
     def start_lmmsd(self, name, module_dir, extra=(), cpu=None):
         sock = self.tmp / (name + ".sock")
