@@ -124,7 +124,9 @@ static void pack_module(lmmsd *d, reply *out, const module *m)
 	reply_kv_u64(out, "idle_ms",
 		     m->last_used_ms && now > m->last_used_ms ? now - m->last_used_ms : 0);
 	reply_kv_u64(out, "cache_deps", m->cache_deps);
-	reply_kv_i64(out, "resident_bytes", module_resident(m) ? m->resident_bytes : 0);
+	/* an isolated module's is its worker's, read now: it grows with use */
+	reply_kv_i64(out, "resident_bytes",
+		     !module_resident(m) ? 0 : m->w ? worker_rss_bytes(m->w) : m->resident_bytes);
 	reply_kv_i64(out, "reclaimed_bytes", m->reclaimed_bytes);
 	reply_kv_u64(out, "ops", m->n_ops);
 	reply_kv_u64(out, "hot_ops", m->hot_ops);
