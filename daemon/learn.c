@@ -373,6 +373,16 @@ static void learn_watch_start(learn *l)
 	}
 }
 
+/* Idempotent: the pressure trigger and the directory watcher go. */
+static void learn_disarm(learn *l)
+{
+	if (l->psi_on)
+		pressure_stop(&l->psi);
+	if (l->watch_on)
+		watch_stop(&l->w);
+	l->psi_on = l->watch_on = false;
+}
+
 void learn_stop(learn *l)
 {
 	learn_save(l);
@@ -381,11 +391,7 @@ void learn_stop(learn *l)
 		uv_timer_stop(&l->preload_timer);
 		uv_timer_stop(&l->reload_timer);
 	}
-	if (l->psi_on)
-		pressure_stop(&l->psi);
-	if (l->watch_on)
-		watch_stop(&l->w);
-	l->psi_on = l->watch_on = false;
+	learn_disarm(l);
 }
 
 void learn_fini(learn *l)
@@ -396,11 +402,7 @@ void learn_fini(learn *l)
 		uv_close((uv_handle_t *)&l->preload_timer, NULL);
 		uv_close((uv_handle_t *)&l->reload_timer, NULL);
 	}
-	if (l->psi_on)
-		pressure_stop(&l->psi);
-	if (l->watch_on)
-		watch_stop(&l->w);
-	l->psi_on = l->watch_on = false;
+	learn_disarm(l);
 }
 
 void learn_free(learn *l)
